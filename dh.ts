@@ -1,0 +1,1474 @@
+/**
+ * dhx — Diffie-Hellman key agreement and the DHX/1 secure-chat protocol.
+ *
+ * The one module that `server.ts` and `client.ts` share. It reads top to
+ * bottom in the order a session happens:
+ *
+ * 1. groups — the RFC 3526 / RFC 7919 primes and the original's toy group;
+ * 2. arithmetic — bigint `modpow`, byte conversions and `xor`;
+ * 3. keys — private-key generation, public keys, validation, wire integers;
+ * 4. key schedule — transcript hash, HKDF, fingerprint;
+ * 5. records — the handshake messages and the sealed `msg`/`ack`/`bye` records;
+ * 6. framing — the bounded line reader and a line connection over TCP;
+ * 7. console — the `[*]`/`[+]`/`[!]` printer and flag helpers of both scripts.
+ *
+ * Everything here uses only what Deno has built in (WebCrypto, `node:util`).
+ *
+ * @module
+ */
+
+import { parseArgs, styleText } from "node:util";
+
+// ───────────────────────────────────────────────────────────────────────────
+// Errors
+// ───────────────────────────────────────────────────────────────────────────
+
+/**
+ * The one error type of a DHX/1 session: a peer broke the protocol, sent
+ * something we refuse, or went away. `message` is written for the person at
+ * the keyboard (what happened and, where it helps, what to do about it).
+ */
+export class ProtocolError extends Error {
+  /** True when the peer itself reported the error with an `error` frame. */
+  readonly fromPeer: boolean;
+
+  /**
+   * @param message what went wrong, phrased for a user
+   * @param fromPeer whether the text came from the peer's `error` frame
+   */
+  constructor(message: string, fromPeer = false) {
+    super(message);
+    this.name = "ProtocolError";
+    this.fromPeer = fromPeer;
+  }
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 1. Groups
+// ───────────────────────────────────────────────────────────────────────────
+
+/** Names of the groups this implementation knows (DHX/1 §Handshake 1). */
+export type GroupName =
+  | "toy"
+  | "modp2048"
+  | "modp3072"
+  | "modp4096"
+  | "ffdhe2048"
+  | "ffdhe3072"
+  | "ffdhe4096"
+  | "ffdhe6144"
+  | "ffdhe8192";
+
+/** A Diffie-Hellman group: prime modulus `p` and generator `g`. */
+export interface DhGroup {
+  /** Wire name; `custom` for parameters that are not in {@link GROUPS}. */
+  readonly name: GroupName | "custom";
+  /** The prime modulus. */
+  readonly p: bigint;
+  /** The generator. */
+  readonly g: bigint;
+  /** Bit length of `p`. */
+  readonly bits: number;
+  /** Byte length of `p`: the width of `Zbytes` in the key schedule. */
+  readonly byteLength: number;
+  /**
+   * Private-key size in bits: twice the group's security strength, as
+   * RFC 7919 §5.2 / RFC 3526 §8 advise and OpenSSL uses (225 for ffdhe2048).
+   * For toy and custom groups: the size of p (keys are drawn below p − 1).
+   */
+  readonly privateKeyBits: number;
+  /** Where the group comes from, for humans. */
+  readonly source: string;
+}
+
+/** Parses hex with whitespace (the RFCs print primes in blocks). */
+function hexToBigint(hex: string): bigint {
+  return BigInt("0x" + hex.replace(/\s+/g, ""));
+}
+
+function makeGroup(
+  name: GroupName | "custom",
+  p: bigint,
+  g: bigint,
+  privateKeyBits: number | undefined,
+  source: string,
+): DhGroup {
+  const bits = bitLength(p);
+  return Object.freeze({
+    name,
+    p,
+    g,
+    bits,
+    byteLength: Math.ceil(bits / 8),
+    privateKeyBits: privateKeyBits ?? bits,
+    source,
+  });
+}
+
+// RFC 3526 §3–5 (MODP groups 14, 15, 16). Proven by dh_test.ts against
+// node:crypto's getDiffieHellman('modp14'…'modp16').
+const MODP2048_P = hexToBigint(`
+    FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74
+    020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437
+    4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED
+    EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF05
+    98DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB
+    9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B
+    E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF695581718
+    3995497CEA956AE515D2261898FA051015728E5A8AACAA68FFFFFFFFFFFFFFFF
+`);
+const MODP3072_P = hexToBigint(`
+    FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74
+    020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437
+    4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED
+    EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF05
+    98DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB
+    9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B
+    E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF695581718
+    3995497CEA956AE515D2261898FA051015728E5A8AAAC42DAD33170D04507A33
+    A85521ABDF1CBA64ECFB850458DBEF0A8AEA71575D060C7DB3970F85A6E1E4C7
+    ABF5AE8CDB0933D71E8C94E04A25619DCEE3D2261AD2EE6BF12FFA06D98A0864
+    D87602733EC86A64521F2B18177B200CBBE117577A615D6C770988C0BAD946E2
+    08E24FA074E5AB3143DB5BFCE0FD108E4B82D120A93AD2CAFFFFFFFFFFFFFFFF
+`);
+const MODP4096_P = hexToBigint(`
+    FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74
+    020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437
+    4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED
+    EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF05
+    98DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB
+    9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B
+    E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF695581718
+    3995497CEA956AE515D2261898FA051015728E5A8AAAC42DAD33170D04507A33
+    A85521ABDF1CBA64ECFB850458DBEF0A8AEA71575D060C7DB3970F85A6E1E4C7
+    ABF5AE8CDB0933D71E8C94E04A25619DCEE3D2261AD2EE6BF12FFA06D98A0864
+    D87602733EC86A64521F2B18177B200CBBE117577A615D6C770988C0BAD946E2
+    08E24FA074E5AB3143DB5BFCE0FD108E4B82D120A92108011A723C12A787E6D7
+    88719A10BDBA5B2699C327186AF4E23C1A946834B6150BDA2583E9CA2AD44CE8
+    DBBBC2DB04DE8EF92E8EFC141FBECAA6287C59474E6BC05D99B2964FA090C3A2
+    233BA186515BE7ED1F612970CEE2D7AFB81BDD762170481CD0069127D5B05AA9
+    93B4EA988D8FDDC186FFB7DC90A6C08F4DF435C934063199FFFFFFFFFFFFFFFF
+`);
+
+// RFC 7919 Appendix A (ffdhe groups). Proven by dh_test.ts against OpenSSL's
+// encoding and by primality checks of p and (p − 1)/2.
+const FFDHE2048_P = hexToBigint(`
+    FFFFFFFFFFFFFFFFADF85458A2BB4A9AAFDC5620273D3CF1D8B9C583CE2D3695
+    A9E13641146433FBCC939DCE249B3EF97D2FE363630C75D8F681B202AEC4617A
+    D3DF1ED5D5FD65612433F51F5F066ED0856365553DED1AF3B557135E7F57C935
+    984F0C70E0E68B77E2A689DAF3EFE8721DF158A136ADE73530ACCA4F483A797A
+    BC0AB182B324FB61D108A94BB2C8E3FBB96ADAB760D7F4681D4F42A3DE394DF4
+    AE56EDE76372BB190B07A7C8EE0A6D709E02FCE1CDF7E2ECC03404CD28342F61
+    9172FE9CE98583FF8E4F1232EEF28183C3FE3B1B4C6FAD733BB5FCBC2EC22005
+    C58EF1837D1683B2C6F34A26C1B2EFFA886B423861285C97FFFFFFFFFFFFFFFF
+`);
+const FFDHE3072_P = hexToBigint(`
+    FFFFFFFFFFFFFFFFADF85458A2BB4A9AAFDC5620273D3CF1D8B9C583CE2D3695
+    A9E13641146433FBCC939DCE249B3EF97D2FE363630C75D8F681B202AEC4617A
+    D3DF1ED5D5FD65612433F51F5F066ED0856365553DED1AF3B557135E7F57C935
+    984F0C70E0E68B77E2A689DAF3EFE8721DF158A136ADE73530ACCA4F483A797A
+    BC0AB182B324FB61D108A94BB2C8E3FBB96ADAB760D7F4681D4F42A3DE394DF4
+    AE56EDE76372BB190B07A7C8EE0A6D709E02FCE1CDF7E2ECC03404CD28342F61
+    9172FE9CE98583FF8E4F1232EEF28183C3FE3B1B4C6FAD733BB5FCBC2EC22005
+    C58EF1837D1683B2C6F34A26C1B2EFFA886B4238611FCFDCDE355B3B6519035B
+    BC34F4DEF99C023861B46FC9D6E6C9077AD91D2691F7F7EE598CB0FAC186D91C
+    AEFE130985139270B4130C93BC437944F4FD4452E2D74DD364F2E21E71F54BFF
+    5CAE82AB9C9DF69EE86D2BC522363A0DABC521979B0DEADA1DBF9A42D5C4484E
+    0ABCD06BFA53DDEF3C1B20EE3FD59D7C25E41D2B66C62E37FFFFFFFFFFFFFFFF
+`);
+const FFDHE4096_P = hexToBigint(`
+    FFFFFFFFFFFFFFFFADF85458A2BB4A9AAFDC5620273D3CF1D8B9C583CE2D3695
+    A9E13641146433FBCC939DCE249B3EF97D2FE363630C75D8F681B202AEC4617A
+    D3DF1ED5D5FD65612433F51F5F066ED0856365553DED1AF3B557135E7F57C935
+    984F0C70E0E68B77E2A689DAF3EFE8721DF158A136ADE73530ACCA4F483A797A
+    BC0AB182B324FB61D108A94BB2C8E3FBB96ADAB760D7F4681D4F42A3DE394DF4
+    AE56EDE76372BB190B07A7C8EE0A6D709E02FCE1CDF7E2ECC03404CD28342F61
+    9172FE9CE98583FF8E4F1232EEF28183C3FE3B1B4C6FAD733BB5FCBC2EC22005
+    C58EF1837D1683B2C6F34A26C1B2EFFA886B4238611FCFDCDE355B3B6519035B
+    BC34F4DEF99C023861B46FC9D6E6C9077AD91D2691F7F7EE598CB0FAC186D91C
+    AEFE130985139270B4130C93BC437944F4FD4452E2D74DD364F2E21E71F54BFF
+    5CAE82AB9C9DF69EE86D2BC522363A0DABC521979B0DEADA1DBF9A42D5C4484E
+    0ABCD06BFA53DDEF3C1B20EE3FD59D7C25E41D2B669E1EF16E6F52C3164DF4FB
+    7930E9E4E58857B6AC7D5F42D69F6D187763CF1D5503400487F55BA57E31CC7A
+    7135C886EFB4318AED6A1E012D9E6832A907600A918130C46DC778F971AD0038
+    092999A333CB8B7A1A1DB93D7140003C2A4ECEA9F98D0ACC0A8291CDCEC97DCF
+    8EC9B55A7F88A46B4DB5A851F44182E1C68A007E5E655F6AFFFFFFFFFFFFFFFF
+`);
+const FFDHE6144_P = hexToBigint(`
+    FFFFFFFFFFFFFFFFADF85458A2BB4A9AAFDC5620273D3CF1D8B9C583CE2D3695
+    A9E13641146433FBCC939DCE249B3EF97D2FE363630C75D8F681B202AEC4617A
+    D3DF1ED5D5FD65612433F51F5F066ED0856365553DED1AF3B557135E7F57C935
+    984F0C70E0E68B77E2A689DAF3EFE8721DF158A136ADE73530ACCA4F483A797A
+    BC0AB182B324FB61D108A94BB2C8E3FBB96ADAB760D7F4681D4F42A3DE394DF4
+    AE56EDE76372BB190B07A7C8EE0A6D709E02FCE1CDF7E2ECC03404CD28342F61
+    9172FE9CE98583FF8E4F1232EEF28183C3FE3B1B4C6FAD733BB5FCBC2EC22005
+    C58EF1837D1683B2C6F34A26C1B2EFFA886B4238611FCFDCDE355B3B6519035B
+    BC34F4DEF99C023861B46FC9D6E6C9077AD91D2691F7F7EE598CB0FAC186D91C
+    AEFE130985139270B4130C93BC437944F4FD4452E2D74DD364F2E21E71F54BFF
+    5CAE82AB9C9DF69EE86D2BC522363A0DABC521979B0DEADA1DBF9A42D5C4484E
+    0ABCD06BFA53DDEF3C1B20EE3FD59D7C25E41D2B669E1EF16E6F52C3164DF4FB
+    7930E9E4E58857B6AC7D5F42D69F6D187763CF1D5503400487F55BA57E31CC7A
+    7135C886EFB4318AED6A1E012D9E6832A907600A918130C46DC778F971AD0038
+    092999A333CB8B7A1A1DB93D7140003C2A4ECEA9F98D0ACC0A8291CDCEC97DCF
+    8EC9B55A7F88A46B4DB5A851F44182E1C68A007E5E0DD9020BFD64B645036C7A
+    4E677D2C38532A3A23BA4442CAF53EA63BB454329B7624C8917BDD64B1C0FD4C
+    B38E8C334C701C3ACDAD0657FCCFEC719B1F5C3E4E46041F388147FB4CFDB477
+    A52471F7A9A96910B855322EDB6340D8A00EF092350511E30ABEC1FFF9E3A26E
+    7FB29F8C183023C3587E38DA0077D9B4763E4E4B94B2BBC194C6651E77CAF992
+    EEAAC0232A281BF6B3A739C1226116820AE8DB5847A67CBEF9C9091B462D538C
+    D72B03746AE77F5E62292C311562A846505DC82DB854338AE49F5235C95B9117
+    8CCF2DD5CACEF403EC9D1810C6272B045B3B71F9DC6B80D63FDD4A8E9ADB1E69
+    62A69526D43161C1A41D570D7938DAD4A40E329CD0E40E65FFFFFFFFFFFFFFFF
+`);
+const FFDHE8192_P = hexToBigint(`
+    FFFFFFFFFFFFFFFFADF85458A2BB4A9AAFDC5620273D3CF1D8B9C583CE2D3695
+    A9E13641146433FBCC939DCE249B3EF97D2FE363630C75D8F681B202AEC4617A
+    D3DF1ED5D5FD65612433F51F5F066ED0856365553DED1AF3B557135E7F57C935
+    984F0C70E0E68B77E2A689DAF3EFE8721DF158A136ADE73530ACCA4F483A797A
+    BC0AB182B324FB61D108A94BB2C8E3FBB96ADAB760D7F4681D4F42A3DE394DF4
+    AE56EDE76372BB190B07A7C8EE0A6D709E02FCE1CDF7E2ECC03404CD28342F61
+    9172FE9CE98583FF8E4F1232EEF28183C3FE3B1B4C6FAD733BB5FCBC2EC22005
+    C58EF1837D1683B2C6F34A26C1B2EFFA886B4238611FCFDCDE355B3B6519035B
+    BC34F4DEF99C023861B46FC9D6E6C9077AD91D2691F7F7EE598CB0FAC186D91C
+    AEFE130985139270B4130C93BC437944F4FD4452E2D74DD364F2E21E71F54BFF
+    5CAE82AB9C9DF69EE86D2BC522363A0DABC521979B0DEADA1DBF9A42D5C4484E
+    0ABCD06BFA53DDEF3C1B20EE3FD59D7C25E41D2B669E1EF16E6F52C3164DF4FB
+    7930E9E4E58857B6AC7D5F42D69F6D187763CF1D5503400487F55BA57E31CC7A
+    7135C886EFB4318AED6A1E012D9E6832A907600A918130C46DC778F971AD0038
+    092999A333CB8B7A1A1DB93D7140003C2A4ECEA9F98D0ACC0A8291CDCEC97DCF
+    8EC9B55A7F88A46B4DB5A851F44182E1C68A007E5E0DD9020BFD64B645036C7A
+    4E677D2C38532A3A23BA4442CAF53EA63BB454329B7624C8917BDD64B1C0FD4C
+    B38E8C334C701C3ACDAD0657FCCFEC719B1F5C3E4E46041F388147FB4CFDB477
+    A52471F7A9A96910B855322EDB6340D8A00EF092350511E30ABEC1FFF9E3A26E
+    7FB29F8C183023C3587E38DA0077D9B4763E4E4B94B2BBC194C6651E77CAF992
+    EEAAC0232A281BF6B3A739C1226116820AE8DB5847A67CBEF9C9091B462D538C
+    D72B03746AE77F5E62292C311562A846505DC82DB854338AE49F5235C95B9117
+    8CCF2DD5CACEF403EC9D1810C6272B045B3B71F9DC6B80D63FDD4A8E9ADB1E69
+    62A69526D43161C1A41D570D7938DAD4A40E329CCFF46AAA36AD004CF600C838
+    1E425A31D951AE64FDB23FCEC9509D43687FEB69EDD1CC5E0B8CC3BDF64B10EF
+    86B63142A3AB8829555B2F747C932665CB2C0F1CC01BD70229388839D2AF05E4
+    54504AC78B7582822846C0BA35C35F5C59160CC046FD8251541FC68C9C86B022
+    BB7099876A460E7451A8A93109703FEE1C217E6C3826E52C51AA691E0E423CFC
+    99E9E31650C1217B624816CDAD9A95F9D5B8019488D9C0A0A1FE3075A577E231
+    83F81D4A3F2FA4571EFC8CE0BA8A4FE8B6855DFE72B0A66EDED2FBABFBE58A30
+    FAFABE1C5D71A87E2F741EF8C1FE86FEA6BBFDE530677F0D97D11D49F7A8443D
+    0822E506A9F4614E011E2A94838FF88CD68C8BB7C5C6424CFFFFFFFFFFFFFFFF
+`);
+
+/**
+ * The named groups of DHX/1. `toy` is the original's p = 23, g = 5; all others
+ * are RFC safe primes with g = 2. `dh_test.ts` proves every constant against
+ * OpenSSL / Node and checks that each p and (p − 1)/2 are prime.
+ */
+export const GROUPS: Readonly<Record<GroupName, DhGroup>> = Object.freeze({
+  toy: makeGroup("toy", 23n, 5n, undefined, "the original dhx (insecure)"),
+  modp2048: makeGroup("modp2048", MODP2048_P, 2n, 225, "RFC 3526 group 14"),
+  modp3072: makeGroup("modp3072", MODP3072_P, 2n, 275, "RFC 3526 group 15"),
+  modp4096: makeGroup("modp4096", MODP4096_P, 2n, 325, "RFC 3526 group 16"),
+  ffdhe2048: makeGroup("ffdhe2048", FFDHE2048_P, 2n, 225, "RFC 7919"),
+  ffdhe3072: makeGroup("ffdhe3072", FFDHE3072_P, 2n, 275, "RFC 7919"),
+  ffdhe4096: makeGroup("ffdhe4096", FFDHE4096_P, 2n, 325, "RFC 7919"),
+  ffdhe6144: makeGroup("ffdhe6144", FFDHE6144_P, 2n, 375, "RFC 7919"),
+  ffdhe8192: makeGroup("ffdhe8192", FFDHE8192_P, 2n, 400, "RFC 7919"),
+});
+
+/** The groups a client accepts without `--toy`: every RFC group. */
+export const SECURE_GROUP_NAMES: readonly GroupName[] = Object.freeze(
+  (Object.keys(GROUPS) as GroupName[]).filter((name) => name !== "toy"),
+);
+
+/** The default group of the server. */
+export const DEFAULT_GROUP: GroupName = "ffdhe2048";
+
+/** Largest modulus accepted anywhere, in bits (that of ffdhe8192). */
+export const MAX_GROUP_BITS = 8192;
+
+/** True if `name` is one of {@link GROUPS}' keys. */
+export function isGroupName(name: unknown): name is GroupName {
+  return typeof name === "string" && Object.hasOwn(GROUPS, name);
+}
+
+/**
+ * A group from explicit parameters (the teaching flags `--prime` and
+ * `--generator`). Parameters equal to a named group get that group's name.
+ *
+ * @throws {RangeError} unless p ≥ 5, 1 < g < p − 1 and p has ≤ 8192 bits
+ */
+export function customGroup(p: bigint, g: bigint): DhGroup {
+  if (p < 5n) throw new RangeError("the prime must be at least 5");
+  if (bitLength(p) > MAX_GROUP_BITS) {
+    throw new RangeError(`the prime must have at most ${MAX_GROUP_BITS} bits`);
+  }
+  if (!(g > 1n && g < p - 1n)) {
+    throw new RangeError("the generator must satisfy 1 < g < p - 1");
+  }
+  for (const group of Object.values(GROUPS)) {
+    if (group.p === p && group.g === g) return group;
+  }
+  return makeGroup("custom", p, g, undefined, "custom parameters (insecure)");
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 2. Arithmetic
+// ───────────────────────────────────────────────────────────────────────────
+
+/** Number of bits of a non-negative bigint (0 for 0). */
+export function bitLength(n: bigint): number {
+  if (n < 0n) throw new RangeError("bitLength of a negative number");
+  return n === 0n ? 0 : n.toString(2).length;
+}
+
+/**
+ * `base ** exponent mod modulus` for bigints: right-to-left square and
+ * multiply.
+ *
+ * @param base any value ≥ 0 (reduced modulo `modulus` first)
+ * @param exponent ≥ 0; `modpow(x, 0n, m)` is 1 (0 for m = 1 is impossible:
+ *   m ≥ 2)
+ * @param modulus ≥ 2
+ * @throws {RangeError} on a negative argument or a modulus below 2
+ */
+export function modpow(base: bigint, exponent: bigint, modulus: bigint): bigint {
+  if (base < 0n || exponent < 0n) {
+    throw new RangeError("modpow: base and exponent must be non-negative");
+  }
+  if (modulus < 2n) throw new RangeError("modpow: modulus must be at least 2");
+  let result = 1n;
+  let square = base % modulus;
+  let e = exponent;
+  while (e > 0n) {
+    if (e & 1n) result = (result * square) % modulus;
+    square = (square * square) % modulus;
+    e >>= 1n;
+  }
+  return result;
+}
+
+/**
+ * `n` as `length` big-endian bytes, left-padded with zeros.
+ *
+ * @throws {RangeError} if n is negative or does not fit
+ */
+export function bigintToBytes(n: bigint, length: number): Uint8Array {
+  if (n < 0n) throw new RangeError("bigintToBytes: negative number");
+  const hex = n.toString(16);
+  if (hex.length > length * 2) {
+    throw new RangeError(`bigintToBytes: number does not fit ${length} bytes`);
+  }
+  return Uint8Array.fromHex(hex.padStart(length * 2, "0"));
+}
+
+/** The big-endian unsigned integer in `bytes` (0 for no bytes). */
+export function bytesToBigint(bytes: Uint8Array): bigint {
+  return bytes.length === 0 ? 0n : BigInt("0x" + bytes.toHex());
+}
+
+/**
+ * XOR `data` with `key` repeated: `out[i] = data[i] ^ key[i % key.length]`.
+ *
+ * The encryption step of both ciphers: a one-byte key is the original's
+ * scheme (`xor8`), a keystream as long as the data is a stream cipher (AES-CTR).
+ * Returns a new array; the inputs are not modified.
+ *
+ * @throws {RangeError} on an empty key
+ */
+export function xor(data: Uint8Array, key: Uint8Array): Uint8Array {
+  if (key.length === 0) throw new RangeError("xor: empty key");
+  const out = new Uint8Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = data[i] ^ key[i % key.length];
+  return out;
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 3. Keys
+// ───────────────────────────────────────────────────────────────────────────
+
+/** `bits` uniformly random bits as a bigint, from `crypto.getRandomValues`. */
+function randomBits(bits: number): bigint {
+  const bytes = crypto.getRandomValues(new Uint8Array(Math.ceil(bits / 8)));
+  return bytesToBigint(bytes) >> BigInt(bytes.length * 8 - bits);
+}
+
+/**
+ * A fresh random private key for `group`.
+ *
+ * RFC groups: exactly `group.privateKeyBits` bits (top bit set), which is far
+ * below q = (p − 1)/2. Toy and custom groups: uniform in [2, p − 2].
+ */
+export function generatePrivateKey(group: DhGroup): bigint {
+  if (group.privateKeyBits < group.bits) {
+    const bits = group.privateKeyBits;
+    return randomBits(bits) | (1n << BigInt(bits - 1));
+  }
+  // Rejection sampling keeps the distribution uniform.
+  const range = group.p - 3n; // values 2 … p−2
+  for (;;) {
+    const candidate = randomBits(bitLength(range));
+    if (candidate < range) return candidate + 2n;
+  }
+}
+
+/**
+ * Checks a private key given by hand (`--private-key`): 1 ≤ x ≤ p − 2.
+ *
+ * @throws {RangeError} with a reason otherwise
+ */
+export function checkPrivateKey(group: DhGroup, privateKey: bigint): void {
+  if (privateKey < 1n || privateKey > group.p - 2n) {
+    throw new RangeError(
+      `private key ${privateKey} is outside 1 … p − 2 for p = ${group.p}`,
+    );
+  }
+}
+
+/** The public key g^x mod p for private key `x`. */
+export function derivePublicKey(group: DhGroup, privateKey: bigint): bigint {
+  return modpow(group.g, privateKey, group.p);
+}
+
+/**
+ * Rejects a peer public key outside 1 < Y < p − 1 (RFC 7919 §5.1): 0, 1 and
+ * p − 1 would force the shared secret into a tiny set.
+ *
+ * @throws {ProtocolError}
+ */
+export function validatePublicKey(group: DhGroup, publicKey: bigint): void {
+  if (publicKey <= 1n || publicKey >= group.p - 1n) {
+    const shown = publicKey === group.p - 1n
+      ? "p - 1"
+      : publicKey >= group.p
+      ? "≥ p"
+      : publicKey.toString();
+    throw new ProtocolError(
+      `invalid public key (${shown}): it must satisfy 1 < key < p - 1`,
+    );
+  }
+}
+
+/** The shared secret Z = peerPublic^x mod p (validate the peer key first). */
+export function computeSharedSecret(
+  group: DhGroup,
+  peerPublicKey: bigint,
+  privateKey: bigint,
+): bigint {
+  return modpow(peerPublicKey, privateKey, group.p);
+}
+
+/** Decimal digits of the largest supported modulus: bounds any wire integer. */
+const MAX_WIRE_DIGITS = Math.ceil(MAX_GROUP_BITS * Math.log10(2));
+
+/**
+ * Parses a DHX/1 wire integer: a JSON string of ASCII decimal digits only.
+ * Rejects JSON numbers, signs, `0x…`, exponents, spaces, the empty string and
+ * anything longer than `maxDigits` (before converting, so huge inputs cost
+ * nothing).
+ *
+ * @param value the decoded JSON value
+ * @param field name used in the error message
+ * @param maxDigits most digits allowed (default: those of an 8192-bit number)
+ * @throws {ProtocolError}
+ */
+export function parseWireInteger(
+  value: unknown,
+  field: string,
+  maxDigits = MAX_WIRE_DIGITS,
+): bigint {
+  if (typeof value !== "string") {
+    throw new ProtocolError(
+      `${field} must be a string of decimal digits, got ${describeJson(value)}`,
+    );
+  }
+  if (value.length > maxDigits) {
+    throw new ProtocolError(
+      `${field} has ${value.length} digits; at most ${maxDigits} are possible`,
+    );
+  }
+  if (!/^[0-9]+$/.test(value)) {
+    throw new ProtocolError(
+      `${field} must contain only decimal digits, got ${JSON.stringify(value.slice(0, 20))}`,
+    );
+  }
+  return BigInt(value);
+}
+
+/** Number of decimal digits of p: the most a wire integer below p can have. */
+export function maxDigitsFor(group: DhGroup): number {
+  return group.p.toString().length;
+}
+
+/**
+ * A bigint for people: in full when `reveal` (toy mode, `--verbose`),
+ * otherwise its size and a short digest, so secrets never reach a log.
+ */
+export async function describeBigint(
+  n: bigint,
+  reveal: boolean,
+): Promise<string> {
+  if (reveal) return n.toString();
+  const digest = await sha256(new TextEncoder().encode(n.toString(16)));
+  return `${bitLength(n)}-bit number, sha256 ${digest.subarray(0, 4).toHex()}…`;
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 4. Key schedule
+// ───────────────────────────────────────────────────────────────────────────
+
+/** The protocol version string of the hello frame. */
+export const PROTOCOL = "dhx/1";
+
+/** The ciphers of DHX/1. */
+export type CipherName = "aes-256-ctr+hmac-sha256" | "xor8";
+
+/** The secure cipher, the default. */
+export const SECURE_CIPHER: CipherName = "aes-256-ctr+hmac-sha256";
+
+/** The original's one-byte XOR, only with `--toy`. */
+export const TOY_CIPHER: CipherName = "xor8";
+
+/** HKDF `info` of DHX/1. */
+const KEY_SCHEDULE_INFO = new TextEncoder().encode("dhx/1 key schedule");
+
+/** Bytes of key material: 4 keys of 32 bytes and an 8-byte fingerprint. */
+export const KEY_SCHEDULE_LENGTH = 136;
+
+const encoder = new TextEncoder();
+
+async function sha256(data: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(
+    await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>),
+  );
+}
+
+/**
+ * The transcript hash th = SHA-256(helloLine ‖ LF ‖ keyLine ‖ LF) over the
+ * lines exactly as sent, without their terminators.
+ */
+export function transcriptHash(
+  helloLine: string,
+  keyLine: string,
+): Promise<Uint8Array> {
+  return sha256(encoder.encode(`${helloLine}\n${keyLine}\n`));
+}
+
+/**
+ * The 136 bytes of DHX/1 key material: HKDF-SHA-256 with IKM = Z as
+ * big-endian bytes padded to the length of p, salt = th, info =
+ * `dhx/1 key schedule`.
+ */
+export async function deriveKeySchedule(
+  group: DhGroup,
+  sharedSecret: bigint,
+  th: Uint8Array,
+): Promise<Uint8Array> {
+  const ikm = await crypto.subtle.importKey(
+    "raw",
+    bigintToBytes(sharedSecret, group.byteLength) as Uint8Array<ArrayBuffer>,
+    "HKDF",
+    false,
+    ["deriveBits"],
+  );
+  const bits = await crypto.subtle.deriveBits(
+    {
+      name: "HKDF",
+      hash: "SHA-256",
+      salt: th as Uint8Array<ArrayBuffer>,
+      info: KEY_SCHEDULE_INFO,
+    },
+    ikm,
+    KEY_SCHEDULE_LENGTH * 8,
+  );
+  return new Uint8Array(bits);
+}
+
+/** Formats 8 bytes as the fingerprint `90B9-A4D2-25F0-BE47`. */
+export function formatFingerprint(bytes: Uint8Array): string {
+  if (bytes.length !== 8) throw new RangeError("a fingerprint has 8 bytes");
+  return bytes.toHex().toUpperCase().match(/.{4}/g)!.join("-");
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 5. Records
+// ───────────────────────────────────────────────────────────────────────────
+
+/** Which end of the connection a session belongs to. */
+export type Role = "client" | "server";
+
+/** Record types carried after the handshake. */
+export type RecordType = "msg" | "ack" | "bye";
+
+/** A hello frame as parsed by the client. */
+export interface Hello {
+  /** The group, from the client's own table when named. */
+  readonly group: DhGroup;
+  /** The offered cipher. */
+  readonly cipher: CipherName;
+  /** The server's public key B. */
+  readonly publicKey: bigint;
+  /** The line exactly as received (for the transcript hash). */
+  readonly line: string;
+}
+
+/** What a server needs to remember between its hello and the client's key. */
+export interface ServerOffer {
+  /** The group offered. */
+  readonly group: DhGroup;
+  /** The cipher offered. */
+  readonly cipher: CipherName;
+  /** The server's private key b. */
+  readonly privateKey: bigint;
+  /** B = g^b mod p. */
+  readonly publicKey: bigint;
+  /** The hello line to send. */
+  readonly line: string;
+}
+
+/** A received frame, after authentication and decryption. */
+export type ReceivedFrame =
+  | {
+    readonly type: RecordType;
+    readonly seq: number;
+    readonly text: string;
+  }
+  | { readonly type: "error"; readonly message: string };
+
+/**
+ * Parses one frame line into a JSON object. Arrays, numbers, strings and null
+ * are refused, and so is `error`-typed input when the caller handles it.
+ *
+ * @throws {ProtocolError} for non-JSON or non-object frames, and with
+ *   `fromPeer` set for a peer's `error` frame
+ */
+export function parseFrame(line: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw new ProtocolError(
+      `not a JSON frame: ${JSON.stringify(line.slice(0, 40))}`,
+    );
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError(`a frame must be a JSON object, got ${describeJson(value)}`);
+  }
+  const frame = value as Record<string, unknown>;
+  if (frame.type === "error") {
+    const message = typeof frame.message === "string" ? frame.message : "(no message)";
+    throw new ProtocolError(`peer reported an error: ${printable(message)}`, true);
+  }
+  return frame;
+}
+
+/** The `error` frame line carrying `message`. */
+export function encodeError(message: string): string {
+  return JSON.stringify({ type: "error", message });
+}
+
+/**
+ * Server, handshake step 1: the hello line and the state to finish with.
+ *
+ * @param privateKey fixed key (toy mode); a fresh random one when omitted
+ */
+export function createOffer(
+  group: DhGroup,
+  cipher: CipherName,
+  privateKey: bigint = generatePrivateKey(group),
+): ServerOffer {
+  const publicKey = derivePublicKey(group, privateKey);
+  const line = JSON.stringify({
+    type: "hello",
+    protocol: PROTOCOL,
+    group: group.name,
+    p: group.p.toString(),
+    g: group.g.toString(),
+    publicKey: publicKey.toString(),
+    cipher,
+  });
+  return { group, cipher, privateKey, publicKey, line };
+}
+
+/** How strict a client is about the server's hello. */
+export interface HelloPolicy {
+  /**
+   * Accept toy and custom groups and the `xor8` cipher (`--toy`). Without it,
+   * only a named RFC group with exactly our p and g and the secure cipher.
+   */
+  readonly insecure: boolean;
+}
+
+/**
+ * Client, handshake steps 1, 3 and 4: parses and judges the server's hello.
+ * Everything refused is refused here, before the client sends its key.
+ *
+ * @throws {ProtocolError} with a reason a user can act on
+ */
+export function parseHello(line: string, policy: HelloPolicy): Hello {
+  const frame = parseFrame(line);
+  if (frame.type !== "hello") {
+    throw new ProtocolError(
+      `expected a hello frame from the server, got type ${describeJson(frame.type)}`,
+    );
+  }
+  if (frame.protocol !== PROTOCOL) {
+    throw new ProtocolError(
+      `server speaks protocol ${describeJson(frame.protocol)}; this client speaks ${PROTOCOL}`,
+    );
+  }
+  const cipher = frame.cipher;
+  if (cipher !== SECURE_CIPHER && cipher !== TOY_CIPHER) {
+    throw new ProtocolError(`server offered unknown cipher ${describeJson(cipher)}`);
+  }
+  const name = frame.group;
+  if (!isGroupName(name) && name !== "custom") {
+    throw new ProtocolError(`server offered unknown group ${describeJson(name)}`);
+  }
+  const p = parseWireInteger(frame.p, "p");
+  const g = parseWireInteger(frame.g, "g");
+  const hint = "rerun with --toy to accept insecure parameters";
+  let group: DhGroup;
+  if (isGroupName(name) && GROUPS[name].p === p && GROUPS[name].g === g) {
+    group = GROUPS[name];
+  } else if (!policy.insecure) {
+    throw new ProtocolError(
+      name === "custom"
+        ? `server offered custom parameters (a ${bitLength(p)}-bit prime); ${hint}`
+        : `server's p or g for ${name} differ from ${
+          GROUPS[name as GroupName].source
+        }: refusing (a downgrade attempt or a broken server); ${hint}`,
+    );
+  } else {
+    try {
+      group = customGroup(p, g);
+    } catch (error) {
+      throw new ProtocolError(`server's group is unusable: ${(error as Error).message}`);
+    }
+  }
+  if (!policy.insecure && group.name === "toy") {
+    throw new ProtocolError(`server offered the toy group (a ${group.bits}-bit prime); ${hint}`);
+  }
+  if (!policy.insecure && cipher !== SECURE_CIPHER) {
+    throw new ProtocolError(
+      `server offered cipher ${cipher} (one-byte XOR, no integrity); ${hint}`,
+    );
+  }
+  const publicKey = parseWireInteger(frame.publicKey, "publicKey", maxDigitsFor(group));
+  validatePublicKey(group, publicKey);
+  return { group, cipher, publicKey, line };
+}
+
+/** The parts of a finished handshake, as both sides see them. */
+export interface SessionParams {
+  /** Our end. */
+  readonly role: Role;
+  /** The agreed group. */
+  readonly group: DhGroup;
+  /** The agreed cipher. */
+  readonly cipher: CipherName;
+  /** Our private key. */
+  readonly privateKey: bigint;
+  /** Our public key. */
+  readonly publicKey: bigint;
+  /** The peer's public key. */
+  readonly peerPublicKey: bigint;
+  /** Z. */
+  readonly sharedSecret: bigint;
+  /** The transcript hash th. */
+  readonly transcriptHash: Uint8Array;
+  /** The 136 bytes of key material. */
+  readonly keySchedule: Uint8Array;
+  /** The fingerprint both people compare. */
+  readonly fingerprint: string;
+}
+
+/**
+ * Client, handshake steps 2 and 5–7: the key line to send and the session.
+ *
+ * @param privateKey fixed key (toy mode); a fresh random one when omitted
+ */
+export async function respondToHello(
+  hello: Hello,
+  privateKey: bigint = generatePrivateKey(hello.group),
+): Promise<{ keyLine: string; session: Session }> {
+  checkPrivateKey(hello.group, privateKey);
+  const publicKey = derivePublicKey(hello.group, privateKey);
+  const keyLine = JSON.stringify({ type: "key", publicKey: publicKey.toString() });
+  const session = await Session.create({
+    role: "client",
+    group: hello.group,
+    cipher: hello.cipher,
+    privateKey,
+    publicKey,
+    peerPublicKey: hello.publicKey,
+    helloLine: hello.line,
+    keyLine,
+  });
+  return { keyLine, session };
+}
+
+/**
+ * Server, handshake steps 2, 3 and 5–7: checks the client's key line and
+ * derives the session.
+ *
+ * @throws {ProtocolError}
+ */
+export function acceptKey(offer: ServerOffer, keyLine: string): Promise<Session> {
+  const frame = parseFrame(keyLine);
+  if (frame.type !== "key") {
+    throw new ProtocolError(
+      `expected a key frame, got type ${describeJson(frame.type)}`,
+    );
+  }
+  const peerPublicKey = parseWireInteger(
+    frame.publicKey,
+    "publicKey",
+    maxDigitsFor(offer.group),
+  );
+  validatePublicKey(offer.group, peerPublicKey);
+  return Session.create({
+    role: "server",
+    group: offer.group,
+    cipher: offer.cipher,
+    privateKey: offer.privateKey,
+    publicKey: offer.publicKey,
+    peerPublicKey,
+    helloLine: offer.line,
+    keyLine,
+  });
+}
+
+/** One direction's keys: AES-CTR and HMAC for the secure cipher, a byte for xor8. */
+interface DirectionKeys {
+  readonly encryption?: CryptoKey;
+  readonly mac?: CryptoKey;
+  readonly xorKey?: Uint8Array;
+}
+
+const RECORD_TYPES: readonly string[] = ["msg", "ack", "bye"];
+const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Standard padded base64 (RFC 4648 §4), strictly: no whitespace, canonical. */
+function decodeBase64(text: unknown, field: string): Uint8Array {
+  if (typeof text !== "string" || !STRICT_BASE64.test(text)) {
+    throw new ProtocolError(`${field} is not standard padded base64`);
+  }
+  try {
+    return Uint8Array.fromBase64(text, { lastChunkHandling: "strict" });
+  } catch {
+    throw new ProtocolError(`${field} is not canonical base64`);
+  }
+}
+
+/** The record header the MAC covers: UTF-8(type) ‖ 0x00 ‖ seq (8 bytes BE). */
+function macInput(type: string, seq: number, ciphertext: Uint8Array): Uint8Array {
+  const typeBytes = encoder.encode(type);
+  const out = new Uint8Array(typeBytes.length + 9 + ciphertext.length);
+  out.set(typeBytes);
+  new DataView(out.buffer).setBigUint64(typeBytes.length + 1, BigInt(seq));
+  out.set(ciphertext, typeBytes.length + 9);
+  return out;
+}
+
+/**
+ * An established DHX/1 session: seals outgoing records and opens incoming
+ * ones, enforcing per-direction sequence numbers (0, 1, 2, … each way).
+ *
+ * Sealing and opening are each serialised internally, so records are
+ * numbered in the order `seal`/`open` are called.
+ */
+export class Session implements SessionParams {
+  readonly role: Role;
+  readonly group: DhGroup;
+  readonly cipher: CipherName;
+  readonly privateKey: bigint;
+  readonly publicKey: bigint;
+  readonly peerPublicKey: bigint;
+  readonly sharedSecret: bigint;
+  readonly transcriptHash: Uint8Array;
+  readonly keySchedule: Uint8Array;
+  readonly fingerprint: string;
+  #send: DirectionKeys;
+  #receive: DirectionKeys;
+  #sendSeq = 0;
+  #receiveSeq = 0;
+  #sealing: Promise<unknown> = Promise.resolve();
+  #opening: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    params: SessionParams,
+    send: DirectionKeys,
+    receive: DirectionKeys,
+  ) {
+    this.role = params.role;
+    this.group = params.group;
+    this.cipher = params.cipher;
+    this.privateKey = params.privateKey;
+    this.publicKey = params.publicKey;
+    this.peerPublicKey = params.peerPublicKey;
+    this.sharedSecret = params.sharedSecret;
+    this.transcriptHash = params.transcriptHash;
+    this.keySchedule = params.keySchedule;
+    this.fingerprint = params.fingerprint;
+    this.#send = send;
+    this.#receive = receive;
+  }
+
+  /**
+   * Derives a session from both public keys and the two handshake lines
+   * (steps 5–7). The peer key must already be validated.
+   */
+  static async create(init: {
+    role: Role;
+    group: DhGroup;
+    cipher: CipherName;
+    privateKey: bigint;
+    publicKey: bigint;
+    peerPublicKey: bigint;
+    helloLine: string;
+    keyLine: string;
+  }): Promise<Session> {
+    const sharedSecret = computeSharedSecret(init.group, init.peerPublicKey, init.privateKey);
+    const th = await transcriptHash(init.helloLine, init.keyLine);
+    const okm = await deriveKeySchedule(init.group, sharedSecret, th);
+    const directionKeys = async (offset: number): Promise<DirectionKeys> => {
+      if (init.cipher === TOY_CIPHER) {
+        return { xorKey: Uint8Array.of(Number(sharedSecret % 256n)) };
+      }
+      const [encryption, mac] = await Promise.all([
+        crypto.subtle.importKey("raw", okm.slice(offset, offset + 32), "AES-CTR", false, [
+          "encrypt",
+        ]),
+        crypto.subtle.importKey(
+          "raw",
+          okm.slice(offset + 32, offset + 64),
+          { name: "HMAC", hash: "SHA-256" },
+          false,
+          ["sign", "verify"],
+        ),
+      ]);
+      return { encryption, mac };
+    };
+    const [clientToServer, serverToClient] = await Promise.all([
+      directionKeys(0),
+      directionKeys(64),
+    ]);
+    const params: SessionParams = {
+      role: init.role,
+      group: init.group,
+      cipher: init.cipher,
+      privateKey: init.privateKey,
+      publicKey: init.publicKey,
+      peerPublicKey: init.peerPublicKey,
+      sharedSecret,
+      transcriptHash: th,
+      keySchedule: okm,
+      fingerprint: formatFingerprint(okm.subarray(128, 136)),
+    };
+    return init.role === "client"
+      ? new Session(params, clientToServer, serverToClient)
+      : new Session(params, serverToClient, clientToServer);
+  }
+
+  /** Sequence number the next sealed record will carry. */
+  get nextSendSeq(): number {
+    return this.#sendSeq;
+  }
+
+  /** Seals `text` as the next record of type `type`; returns its line. */
+  seal(type: RecordType, text: string): Promise<string> {
+    const seq = this.#sendSeq++;
+    const sealed = this.#sealing.then(() => this.#seal(type, seq, text));
+    this.#sealing = sealed.catch(() => {});
+    return sealed;
+  }
+
+  /**
+   * Opens one received line: checks type, sequence number and tag (before
+   * decrypting), then decodes UTF-8.
+   *
+   * @throws {ProtocolError} on any deviation, and for a peer's `error` frame
+   */
+  open(line: string): Promise<ReceivedFrame> {
+    const opened = this.#opening.then(() => this.#open(line));
+    this.#opening = opened.catch(() => {});
+    return opened;
+  }
+
+  async #keystream(keys: DirectionKeys, seq: number, length: number): Promise<Uint8Array> {
+    if (keys.xorKey) return keys.xorKey;
+    // Initial counter block: seq (8 bytes BE) ‖ 8 zero bytes; the low 64 bits
+    // count blocks.
+    const counter = new Uint8Array(16);
+    new DataView(counter.buffer).setBigUint64(0, BigInt(seq));
+    return new Uint8Array(
+      await crypto.subtle.encrypt(
+        { name: "AES-CTR", counter, length: 64 },
+        keys.encryption!,
+        new Uint8Array(length),
+      ),
+    );
+  }
+
+  async #seal(type: RecordType, seq: number, text: string): Promise<string> {
+    const plaintext = encoder.encode(text);
+    const keys = this.#send;
+    const ciphertext = plaintext.length === 0
+      ? plaintext
+      : xor(plaintext, await this.#keystream(keys, seq, plaintext.length));
+    const data = ciphertext.toBase64();
+    if (!keys.mac) return JSON.stringify({ type, seq, data });
+    const tag = new Uint8Array(
+      await crypto.subtle.sign(
+        "HMAC",
+        keys.mac,
+        macInput(type, seq, ciphertext) as Uint8Array<ArrayBuffer>,
+      ),
+    );
+    return JSON.stringify({ type, seq, data, tag: tag.toBase64() });
+  }
+
+  async #open(line: string): Promise<ReceivedFrame> {
+    let frame: Record<string, unknown>;
+    try {
+      frame = parseFrame(line);
+    } catch (error) {
+      if (error instanceof ProtocolError && error.fromPeer) {
+        return { type: "error", message: error.message };
+      }
+      throw error;
+    }
+    const type = frame.type;
+    if (typeof type !== "string" || !RECORD_TYPES.includes(type)) {
+      throw new ProtocolError(`unexpected frame type ${describeJson(type)} after the handshake`);
+    }
+    const expected = this.role === "server" ? ["msg", "bye"] : ["msg", "ack", "bye"];
+    if (!expected.includes(type)) {
+      throw new ProtocolError(
+        `a ${this.role === "server" ? "client" : "server"} may not send ${type}`,
+      );
+    }
+    const seq = frame.seq;
+    if (seq !== this.#receiveSeq) {
+      throw new ProtocolError(
+        `wrong sequence number ${
+          describeJson(seq)
+        }, expected ${this.#receiveSeq} (replayed, reordered or lost record)`,
+      );
+    }
+    const ciphertext = decodeBase64(frame.data, "data");
+    const keys = this.#receive;
+    if (keys.mac) {
+      const tag = decodeBase64(frame.tag, "tag");
+      const valid = tag.length === 32 &&
+        await crypto.subtle.verify(
+          "HMAC",
+          keys.mac,
+          tag as Uint8Array<ArrayBuffer>,
+          macInput(type, seq, ciphertext) as Uint8Array<ArrayBuffer>,
+        );
+      if (!valid) {
+        throw new ProtocolError("record authentication failed (tampered or forged record)");
+      }
+    }
+    this.#receiveSeq++;
+    const plaintext = ciphertext.length === 0
+      ? ciphertext
+      : xor(ciphertext, await this.#keystream(keys, seq, ciphertext.length));
+    let text: string;
+    try {
+      text = utf8.decode(plaintext);
+    } catch {
+      throw new ProtocolError("record plaintext is not valid UTF-8");
+    }
+    if (type === "bye" && text !== "") {
+      throw new ProtocolError("a bye record must be empty");
+    }
+    return { type: type as RecordType, seq, text };
+  }
+}
+
+/**
+ * Checks that an `ack` acknowledges `expectedSeq`, the oldest message still
+ * waiting (acks arrive one per message, in order).
+ *
+ * @throws {ProtocolError}
+ */
+export function checkAck(text: string, expectedSeq: number | undefined): void {
+  if (expectedSeq === undefined) {
+    throw new ProtocolError(`server acknowledged message ${printable(text)}, which was never sent`);
+  }
+  if (text !== String(expectedSeq)) {
+    throw new ProtocolError(
+      `server acknowledged message ${printable(text)}, expected ${expectedSeq}`,
+    );
+  }
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 6. Framing
+// ───────────────────────────────────────────────────────────────────────────
+
+/** Default longest line, LF excluded: 1 MiB. */
+export const DEFAULT_MAX_LINE = 1_048_576;
+
+/** Options of {@link LineReader}. */
+export interface LineReaderOptions {
+  /** Longest line in bytes, LF (and a CR before it) excluded. */
+  readonly maxLine?: number;
+  /**
+   * Whether bytes after the last LF at end of input form a final line (stdin:
+   * yes) or a protocol error (a socket: the peer vanished mid-frame).
+   */
+  readonly allowUnterminated?: boolean;
+}
+
+/**
+ * Reads LF-terminated UTF-8 lines from a byte stream — the socket and stdin
+ * alike. Lines come without LF and without a CR right before it. A line over
+ * `maxLine` bytes fails as soon as the excess arrives; nothing past the limit
+ * (plus the chunk being scanned) is ever buffered.
+ */
+export class LineReader {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #maxLine: number;
+  readonly #allowUnterminated: boolean;
+  #pending: Uint8Array[] = [];
+  #pendingLength = 0;
+  #chunk: Uint8Array = new Uint8Array(0);
+  #done = false;
+
+  /** @param source the bytes to split, e.g. `conn.readable` or `Deno.stdin.readable` */
+  constructor(source: ReadableStream<Uint8Array>, options: LineReaderOptions = {}) {
+    this.#reader = source.getReader();
+    this.#maxLine = options.maxLine ?? DEFAULT_MAX_LINE;
+    this.#allowUnterminated = options.allowUnterminated ?? false;
+  }
+
+  /**
+   * The next line, or `null` at the end of input.
+   *
+   * @throws {ProtocolError} for an overlong line, invalid UTF-8, or input that
+   *   ends mid-line (unless `allowUnterminated`)
+   */
+  async readLine(): Promise<string | null> {
+    for (;;) {
+      const lf = this.#chunk.indexOf(0x0a);
+      if (lf >= 0) {
+        const line = this.#take(this.#chunk.subarray(0, lf));
+        this.#chunk = this.#chunk.subarray(lf + 1);
+        return line;
+      }
+      this.#keep(this.#chunk);
+      this.#chunk = new Uint8Array(0);
+      if (this.#done) break;
+      const { value, done } = await this.#reader.read();
+      if (done) this.#done = true;
+      else this.#chunk = value;
+    }
+    if (this.#pendingLength === 0) return null;
+    if (!this.#allowUnterminated) {
+      this.#pending = [];
+      this.#pendingLength = 0;
+      throw new ProtocolError("connection closed in the middle of a line");
+    }
+    return this.#take(new Uint8Array(0));
+  }
+
+  /** Stops reading and releases the source. */
+  async cancel(): Promise<void> {
+    this.#done = true;
+    await this.#reader.cancel().catch(() => {});
+  }
+
+  #keep(part: Uint8Array): void {
+    if (part.length === 0) return;
+    // One byte of slack: a CR that may still turn out to precede the LF.
+    if (this.#pendingLength + part.length > this.#maxLine + 1) {
+      this.#pending = [];
+      this.#pendingLength = 0;
+      this.#chunk = new Uint8Array(0);
+      throw new ProtocolError(`line longer than ${this.#maxLine} bytes`);
+    }
+    this.#pending.push(part.slice());
+    this.#pendingLength += part.length;
+  }
+
+  #take(tail: Uint8Array): string {
+    this.#keep(tail);
+    let bytes = new Uint8Array(this.#pendingLength);
+    let offset = 0;
+    for (const part of this.#pending) {
+      bytes.set(part, offset);
+      offset += part.length;
+    }
+    this.#pending = [];
+    this.#pendingLength = 0;
+    if (bytes.at(-1) === 0x0d) bytes = bytes.subarray(0, -1);
+    if (bytes.length > this.#maxLine) {
+      throw new ProtocolError(`line longer than ${this.#maxLine} bytes`);
+    }
+    try {
+      return utf8.decode(bytes);
+    } catch {
+      throw new ProtocolError("line is not valid UTF-8");
+    }
+  }
+}
+
+/**
+ * Races `promise` against a timer.
+ *
+ * @throws {ProtocolError} with `message` when `ms` pass first
+ */
+export async function withTimeout<T>(
+  promise: Promise<T>,
+  ms: number,
+  message: string,
+): Promise<T> {
+  let timer: number | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ProtocolError(message)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+    promise.catch(() => {}); // a late failure of the loser is not unhandled
+  }
+}
+
+/**
+ * A DHX/1 connection: a {@link LineReader} on the socket's input and a
+ * serialised line writer on its output, so records leave in sequence order.
+ */
+export class LineConnection {
+  /** The reader of incoming lines. */
+  readonly reader: LineReader;
+  /** "host:port" of the peer. */
+  readonly peer: string;
+  readonly #conn: Deno.Conn;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #writing: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  /** @param conn an accepted or connected TCP connection */
+  constructor(conn: Deno.Conn, maxLine = DEFAULT_MAX_LINE) {
+    this.#conn = conn;
+    this.reader = new LineReader(conn.readable, { maxLine });
+    this.#writer = conn.writable.getWriter();
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.peer = `${addr.hostname}:${addr.port}`;
+  }
+
+  /** The next line from the peer, or `null` when it closed cleanly. */
+  readLine(): Promise<string | null> {
+    return this.reader.readLine();
+  }
+
+  /** Writes `line` + LF after everything queued before it. */
+  writeLine(line: string): Promise<void> {
+    const bytes = encoder.encode(line + "\n");
+    const written = this.#writing.then(() => this.#writer.write(bytes));
+    this.#writing = written.catch(() => {});
+    return written;
+  }
+
+  /** Seals a record with `session` and writes it, keeping seq order on the wire. */
+  sendRecord(session: Session, type: RecordType, text: string): Promise<void> {
+    const line = session.seal(type, text);
+    const written = this.#writing.then(async () =>
+      this.#writer.write(encoder.encode(await line + "\n"))
+    );
+    this.#writing = written.catch(() => {});
+    return written;
+  }
+
+  /** Best effort: sends an `error` frame, then closes. Never throws. */
+  async fail(message: string): Promise<void> {
+    if (!this.#closed) {
+      await withTimeout(this.writeLine(encodeError(message)), 1000, "write timed out")
+        .catch(() => {});
+    }
+    this.close();
+  }
+
+  /** Closes the connection (idempotent). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed by the peer
+    }
+  }
+
+  /** Whether {@link close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 7. Console
+// ───────────────────────────────────────────────────────────────────────────
+
+/** Exit codes of both scripts. */
+export const EXIT = Object.freeze({ OK: 0, FAILURE: 1, USAGE: 2 });
+
+/** A wrong flag or value: one `[!]` line and exit code 2. */
+export class UsageError extends Error {
+  /** @param message what is wrong with the command line */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** The printer of both scripts: `[*]` info, `[+]` success, `[!]` problems. */
+export interface Logger {
+  /** `[*]` progress; hidden by `--quiet`. */
+  info(message: string): void;
+  /** `[+]` success; hidden by `--quiet`. */
+  success(message: string): void;
+  /** `[*]` a line shown even with `--quiet` (e.g. where the server listens). */
+  notice(message: string): void;
+  /** `[!]` to stderr, always. */
+  error(message: string): void;
+}
+
+/** Options of {@link createLogger}. */
+export interface LoggerOptions {
+  /** Print only errors and notices. */
+  readonly quiet?: boolean;
+  /** Colour the prefixes (default: stdout is a terminal and NO_COLOR unset). */
+  readonly color?: boolean;
+  /** Where lines go (default: console.log / console.error). */
+  readonly write?: (line: string, stream: "stdout" | "stderr") => void;
+}
+
+/** Whether stdout is a terminal that wants colour (`NO_COLOR` unset). */
+export function wantsColor(): boolean {
+  return Deno.stdout.isTerminal() && !Deno.noColor;
+}
+
+/** A {@link Logger} writing to stdout/stderr, or to `options.write`. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const color = options.color ?? wantsColor();
+  const write = options.write ??
+    ((line, stream) => stream === "stdout" ? console.log(line) : console.error(line));
+  const paint = (prefix: string, hue: "cyan" | "green" | "red") =>
+    color ? styleText(hue, prefix, { validateStream: false }) : prefix;
+  const quiet = options.quiet ?? false;
+  return {
+    info: (m) => quiet || write(`${paint("[*]", "cyan")} ${m}`, "stdout"),
+    success: (m) => quiet || write(`${paint("[+]", "green")} ${m}`, "stdout"),
+    notice: (m) => write(`${paint("[*]", "cyan")} ${m}`, "stdout"),
+    error: (m) => write(`${paint("[!]", "red")} ${m}`, "stderr"),
+  };
+}
+
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+/**
+ * Makes untrusted text safe for a terminal: control characters (which could
+ * move the cursor or recolour the screen) are shown as `\u{…}` escapes.
+ */
+export function printable(text: string): string {
+  return text.replace(
+    CONTROL_CHARACTERS,
+    (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`,
+  );
+}
+
+/** A short description of a JSON value for error messages. */
+function describeJson(value: unknown): string {
+  if (value === undefined) return "nothing";
+  const text = JSON.stringify(value) ?? String(value);
+  return printable(text.length > 40 ? text.slice(0, 37) + "..." : text);
+}
+
+/** Flag definitions in `node:util` `parseArgs` form. */
+export type FlagSpec = Record<
+  string,
+  { type: "string" | "boolean"; short?: string; default?: string | boolean }
+>;
+
+/**
+ * Parses command-line flags strictly (unknown flags and stray arguments are
+ * errors).
+ *
+ * @throws {UsageError}
+ */
+export function parseFlags(
+  args: string[],
+  spec: FlagSpec,
+): Record<string, string | boolean | undefined> {
+  try {
+    const { values } = parseArgs({ args, options: spec, strict: true, allowPositionals: false });
+    return values as Record<string, string | boolean | undefined>;
+  } catch (error) {
+    throw new UsageError((error as Error).message.split("\n")[0]);
+  }
+}
+
+/**
+ * A whole number flag within [min, max].
+ *
+ * @throws {UsageError}
+ */
+export function parseIntegerFlag(
+  name: string,
+  value: string,
+  min: number,
+  max: number,
+): number {
+  const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(
+      `--${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
+}
+
+/**
+ * A duration flag in seconds (decimals allowed), as milliseconds.
+ *
+ * @throws {UsageError}
+ */
+export function parseSecondsFlag(name: string, value: string): number {
+  const seconds = /^[0-9]+(\.[0-9]+)?$/.test(value) ? Number(value) : NaN;
+  if (!(seconds > 0 && seconds <= 86_400)) {
+    throw new UsageError(
+      `--${name} must be a number of seconds above 0, got ${JSON.stringify(value)}`,
+    );
+  }
+  return Math.round(seconds * 1000);
+}
+
+/**
+ * A big-integer flag (`--prime`, `--private-key`): decimal digits only.
+ *
+ * @throws {UsageError}
+ */
+export function parseBigintFlag(name: string, value: string): bigint {
+  if (!/^[0-9]{1,2500}$/.test(value)) {
+    throw new UsageError(`--${name} must be a decimal number, got ${JSON.stringify(value)}`);
+  }
+  return BigInt(value);
+}
+
+/**
+ * A one-line reason for an error of the network layer or the protocol, for
+ * the `[!]` line (never a stack trace).
+ */
+export function describeError(error: unknown): string {
+  if (error instanceof ProtocolError || error instanceof UsageError) return error.message;
+  if (error instanceof Deno.errors.ConnectionRefused) return "connection refused";
+  if (error instanceof Deno.errors.ConnectionReset) return "connection reset by peer";
+  if (error instanceof Deno.errors.BrokenPipe) return "connection closed by peer";
+  if (error instanceof Deno.errors.AddrInUse) return "address already in use";
+  if (error instanceof Error) return printable(error.message.split("\n")[0]);
+  return String(error);
+}
