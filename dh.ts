@@ -713,7 +713,7 @@ export function parseHello(line: string, policy: HelloPolicy): Hello {
       `server speaks protocol ${describeJson(frame.protocol)}; this client speaks ${PROTOCOL}`,
     );
   }
-  const cipher = frame.cipher;
+  const cipher = frame.cipher as CipherName;
   if (cipher !== SECURE_CIPHER && cipher !== TOY_CIPHER) {
     throw new ProtocolError(`server offered unknown cipher ${describeJson(cipher)}`);
   }
@@ -1224,7 +1224,7 @@ export async function withTimeout<T>(
   ms: number,
   message: string,
 ): Promise<T> {
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new ProtocolError(message)), ms);
   });
@@ -1363,7 +1363,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     info: (m) => quiet || write(`${paint("[*]", "cyan")} ${m}`, "stdout"),
     success: (m) => quiet || write(`${paint("[+]", "green")} ${m}`, "stdout"),
     notice: (m) => write(`${paint("[*]", "cyan")} ${m}`, "stdout"),
-    error: (m) => write(`${paint("[!]", "red")} ${m}`, "stderr"),
+    // Messages are often built from lower-case error texts: start the line upper-case.
+    error: (m) =>
+      write(`${paint("[!]", "red")} ${m.charAt(0).toUpperCase()}${m.slice(1)}`, "stderr"),
   };
 }
 
