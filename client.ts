@@ -20,6 +20,7 @@ import {
   describeBigint,
   describeError,
   EXIT,
+  explainSession,
   LineConnection,
   LineReader,
   type Logger,
@@ -131,13 +132,11 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
       throw new ProtocolError(`cannot use this private key: ${(error as Error).message}`);
     });
     session = response.session;
-    if (options.verbose) {
-      log.info(`Private key a = ${session.privateKey}`);
-    }
     log.info(`Sending public key: ${await describeBigint(session.publicKey, reveal)}`);
     await link.writeLine(response.keyLine);
     log.info(`Shared key calculated: ${await describeBigint(session.sharedSecret, reveal)}`);
     log.success(`Session established; fingerprint ${session.fingerprint}`);
+    if (options.verbose) { for (const step of explainSession(session)) log.info(step); }
     if (toy) {
       log.error("Toy mode: these numbers can be broken by hand; do not send secrets");
     } else {

@@ -1087,6 +1087,39 @@ export class Session implements SessionParams {
 }
 
 /**
+ * The whole computation of a session, one step a line, for `--verbose` and
+ * toy mode: a lesson in Diffie-Hellman. Prints secrets; never call it
+ * otherwise.
+ */
+export function explainSession(session: Session): string[] {
+  const [mine, theirs] = session.role === "server" ? ["b", "A"] : ["a", "B"];
+  const mineUpper = mine.toUpperCase();
+  const okm = session.keySchedule;
+  const lines = [
+    `p = ${session.group.p}`,
+    `g = ${session.group.g}`,
+    `private key ${mine} = ${session.privateKey}`,
+    `public key ${mineUpper} = g^${mine} mod p = ${session.publicKey}`,
+    `peer public key ${theirs} = ${session.peerPublicKey}`,
+    `shared secret Z = ${theirs}^${mine} mod p = ${session.sharedSecret}`,
+    `transcript hash th = SHA-256(hello LF key LF) = ${session.transcriptHash.toHex()}`,
+    `key schedule = HKDF-SHA-256(Z, th, "dhx/1 key schedule", 136 bytes):`,
+  ];
+  if (session.cipher === TOY_CIPHER) {
+    lines.push(`  xor8 key byte = Z mod 256 = ${session.sharedSecret % 256n}`);
+  } else {
+    lines.push(
+      `  client→server encryption key ${okm.subarray(0, 32).toHex()}`,
+      `  client→server MAC key        ${okm.subarray(32, 64).toHex()}`,
+      `  server→client encryption key ${okm.subarray(64, 96).toHex()}`,
+      `  server→client MAC key        ${okm.subarray(96, 128).toHex()}`,
+    );
+  }
+  lines.push(`  fingerprint = ${session.fingerprint}`);
+  return lines;
+}
+
+/**
  * Checks that an `ack` acknowledges `expectedSeq`, the oldest message still
  * waiting (acks arrive one per message, in order).
  *

@@ -25,6 +25,7 @@ import {
   describeError,
   type DhGroup,
   EXIT,
+  explainSession,
   GROUPS,
   isGroupName,
   LineConnection,
@@ -139,10 +140,6 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     const peer = link.peer;
     try {
       const offer = createOffer(group, cipher, options.privateKey);
-      if (options.verbose) {
-        log.info(`${peer}: private key b = ${offer.privateKey}`);
-        log.info(`${peer}: public key B = g^b mod p = ${offer.publicKey}`);
-      }
       await link.writeLine(offer.line);
       const keyLine = await withTimeout(
         link.readLine(),
@@ -160,6 +157,9 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       );
       log.info(`Shared key calculated: ${await describeBigint(session.sharedSecret, reveal)}`);
       log.success(`Session with ${peer}: fingerprint ${session.fingerprint}`);
+      if (options.verbose) {
+        for (const step of explainSession(session)) log.info(`${peer}: ${step}`);
+      }
       for (;;) {
         const line = await link.readLine();
         if (line === null) {
@@ -250,8 +250,9 @@ prints what they send.
 Options:
   --host HOST               address to listen on (default ${SERVER_DEFAULTS.host})
   --port PORT               port to listen on (default ${SERVER_DEFAULTS.port})
-  --group NAME              group to offer (default ${DEFAULT_GROUP}); one of
-                            ${SECURE_GROUP_NAMES.join(", ")}
+  --group NAME              group to offer (default ${DEFAULT_GROUP}): ffdhe2048,
+                            ffdhe3072, ffdhe4096, ffdhe6144, ffdhe8192 (RFC 7919),
+                            modp2048, modp3072, modp4096 (RFC 3526)
   --toy                     the original's insecure demo: p = 23, g = 5,
                             private key b = 3, one-byte XOR cipher (xor8)
   --prime P                 with --toy: use prime P instead of 23
