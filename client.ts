@@ -200,6 +200,12 @@ async function chat(
     }
   })();
 
+  /** Resolves when every sent message is acknowledged, the session failed, or the timeout passed. */
+  const acksDrained = async () => {
+    if (failure || serverLeft || pending.length === 0) return;
+    const acked = new Promise<void>((resolve) => allAcked = resolve);
+    await withTimeout(acked, timeoutMs, "ack timeout").catch(() => {});
+  };
   const interactive = options.interactive ?? Deno.stdin.isTerminal();
   const input = new LineReader(options.input ?? Deno.stdin.readable, {
     maxLine: options.maxLine ?? CLIENT_DEFAULTS.maxLine,
@@ -216,6 +222,8 @@ async function chat(
       if (text === null || text === EXIT_COMMAND) break;
       pending.push(session.nextSendSeq);
       await link.sendRecord(session, "msg", text);
+      // At a terminal, show the acknowledgement before the next prompt.
+      if (interactive) await acksDrained();
     }
   } catch (error) {
     if (!failure && !serverLeft) failure = describeError(error);
@@ -224,10 +232,7 @@ async function chat(
     input.cancel();
   }
 
-  if (!failure && !serverLeft && pending.length > 0) {
-    const acked = new Promise<void>((resolve) => allAcked = resolve);
-    await withTimeout(acked, timeoutMs, "").catch(() => {});
-  }
+  await acksDrained();
   if (!failure && !serverLeft) {
     await link.sendRecord(session, "bye", "").catch(() => {});
   }
