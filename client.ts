@@ -15,6 +15,7 @@
 
 import {
   checkAck,
+  commonOptions,
   createLogger,
   DEFAULT_MAX_LINE,
   describeBigint,
@@ -24,11 +25,9 @@ import {
   LineConnection,
   LineReader,
   type Logger,
-  parseBigintFlag,
+  type ParsedCommand,
   parseFlags,
   parseHello,
-  parseIntegerFlag,
-  parseSecondsFlag,
   printable,
   ProtocolError,
   respondToHello,
@@ -271,14 +270,7 @@ Options:
 Exit codes: 0 ok, 1 failure (refused, unreachable, unacknowledged), 2 usage.`;
 
 /** What `main` needs from the command line. */
-export interface ClientCommand {
-  /** Options for {@link runClient}. */
-  options: ClientOptions;
-  /** `--quiet`. */
-  quiet: boolean;
-  /** `--help` was given. */
-  help: boolean;
-}
+export type ClientCommand = ParsedCommand<ClientOptions>;
 
 /**
  * Turns the command line into client options.
@@ -287,39 +279,20 @@ export interface ClientCommand {
  */
 export function parseClientArgs(args: string[]): ClientCommand {
   const flags = parseFlags(args, {
-    host: { type: "string" },
-    port: { type: "string" },
     toy: { type: "boolean" },
     "private-key": { type: "string" },
     timeout: { type: "string" },
-    "max-line": { type: "string" },
-    quiet: { type: "boolean" },
-    verbose: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
   });
-  const str = (name: string) => flags[name] as string | undefined;
-  if (str("private-key") !== undefined && flags.toy !== true) {
+  if (flags.has("private-key") && !flags.boolean("toy")) {
     throw new UsageError("--private-key is a teaching flag and needs --toy");
   }
-  if (flags.quiet && flags.verbose) {
-    throw new UsageError("--quiet and --verbose exclude each other");
-  }
   const options: ClientOptions = {
-    host: str("host") ?? CLIENT_DEFAULTS.host,
-    port: str("port") === undefined ? undefined : parseIntegerFlag("port", str("port")!, 1, 65535),
-    toy: flags.toy === true,
-    privateKey: str("private-key") === undefined
-      ? undefined
-      : parseBigintFlag("private-key", str("private-key")!),
-    timeoutMs: str("timeout") === undefined
-      ? undefined
-      : parseSecondsFlag("timeout", str("timeout")!),
-    maxLine: str("max-line") === undefined
-      ? undefined
-      : parseIntegerFlag("max-line", str("max-line")!, 1024, 64 * 1024 * 1024),
-    verbose: flags.verbose === true,
+    ...commonOptions(flags, 1),
+    toy: flags.boolean("toy"),
+    privateKey: flags.bigint("private-key"),
+    timeoutMs: flags.milliseconds("timeout"),
   };
-  return { options, quiet: flags.quiet === true, help: flags.help === true };
+  return { options, quiet: flags.boolean("quiet"), help: flags.boolean("help") };
 }
 
 /** The command-line entry point; returns the exit code. */

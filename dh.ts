@@ -318,9 +318,124 @@ export function bitLength(n: bigint): number {
   return n === 0n ? 0 : n.toString(2).length;
 }
 
+// Modular exponentiation. Everything below works on V8's native bigints; the
+// choices were measured (bench/modpow_bench.ts, bench/compare.ts), not guessed:
+//
+// - a 2048-bit `%` costs about 1.35 multiplications, cheaper than Barrett or
+//   Montgomery reduction (two full multiplications each in bigint: V8 has no
+//   half products); above 2048 bits V8's division gets slower and "folding"
+//   the top half first (see foldingReducer) wins by 10–25 %;
+// - sliding windows cut the multiplications of square-and-multiply from
+//   bits/2 to about bits/(w + 1) + 2^(w − 1);
+// - a fixed base (g of a group) gets a comb table, built once per modulus and
+//   base: about bits/4 operations instead of about 1.2 · bits.
+
+/** Reduces a product of two residues (any x ≥ 0) modulo a fixed modulus. */
+type Reducer = (x: bigint) => bigint;
+
+/** Moduli longer than this reduce by folding first (measured crossover). */
+const FOLDING_MIN_BITS = 2049;
+
+/** Reducers and comb tables kept per modulus (oldest dropped first). */
+const REDUCER_CACHE_SIZE = 32;
+const COMB_CACHE_SIZE = 8;
+
+/** Comb teeth: 2^8 table entries, the exponent read 8 bits per step. */
+const COMB_TEETH = 8;
+
+/** Throws the RangeError of the modpow contract. */
+function checkModpowArgs(base: bigint, exponent: bigint, modulus: bigint): void {
+  if (base < 0n || exponent < 0n) {
+    throw new RangeError("modpow: base and exponent must be non-negative");
+  }
+  if (modulus < 2n) throw new RangeError("modpow: modulus must be at least 2");
+}
+
+/** `cache.get(key)`, built and stored on a miss; the oldest entry goes first. */
+function memoize<K, V>(cache: Map<K, V>, key: K, limit: number, build: () => V): V {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = build();
+    if (cache.size >= limit) cache.delete(cache.keys().next().value as K);
+    cache.set(key, value);
+  }
+  return value;
+}
+
 /**
- * `base ** exponent mod modulus` for bigints: right-to-left square and
- * multiply.
+ * Reduction by folding: with x = hi · 2^s + lo and s = 1.5 · bits(m),
+ * x ≡ hi · (2^s mod m) + lo. One half-size multiplication shrinks a product
+ * from 2 to 1.5 moduli long, so the final `%` divides half as many digits.
+ */
+function foldingReducer(modulus: bigint): Reducer {
+  const split = Math.floor((bitLength(modulus) * 3) / 2);
+  const shift = BigInt(split);
+  const fold = (1n << shift) % modulus;
+  return (x) => ((x >> shift) * fold + BigInt.asUintN(split, x)) % modulus;
+}
+
+const reducers = new Map<bigint, Reducer>();
+
+/** The fastest exact reducer for `modulus`, cached. */
+function reducerFor(modulus: bigint): Reducer {
+  return memoize(
+    reducers,
+    modulus,
+    REDUCER_CACHE_SIZE,
+    () =>
+      bitLength(modulus) >= FOLDING_MIN_BITS ? foldingReducer(modulus) : (x: bigint) => x % modulus,
+  );
+}
+
+/**
+ * The sliding-window width for an exponent of `bits` bits: the w that
+ * minimises bits/(w + 1) multiplications plus 2^(w − 1) precomputed powers.
+ */
+function windowSize(bits: number): number {
+  let best = 1;
+  for (let w = 2; w <= 8; w++) {
+    const cost = (v: number) => bits / (v + 1) + 2 ** (v - 1);
+    if (cost(w) < cost(best)) best = w;
+  }
+  return best;
+}
+
+/** [b, b^3, b^5, …, b^(2·count − 1)] for a reduced base b. */
+function oddPowers(base: bigint, count: number, reduce: Reducer): bigint[] {
+  const powers = [base];
+  const square = reduce(base * base);
+  for (let i = 1; i < count; i++) powers.push(reduce(powers[i - 1] * square));
+  return powers;
+}
+
+/**
+ * Splits an exponent (binary digits, most significant first) into windows:
+ * pairs [squarings, digit] meaning "square that many times, then multiply by
+ * base^digit" (digit odd and below 2^width, or 0 for trailing zeros).
+ */
+function slidingWindows(bits: string, width: number): [number, number][] {
+  const windows: [number, number][] = [];
+  let zeros = 0;
+  for (let i = 0; i < bits.length;) {
+    if (bits[i] === "0") {
+      zeros++;
+      i++;
+      continue;
+    }
+    let end = Math.min(i + width, bits.length);
+    while (bits[end - 1] === "0") end--;
+    windows.push([zeros + end - i, parseInt(bits.slice(i, end), 2)]);
+    zeros = 0;
+    i = end;
+  }
+  if (zeros > 0) windows.push([zeros, 0]);
+  return windows;
+}
+
+/**
+ * `base ** exponent mod modulus` for bigints: left-to-right sliding-window
+ * exponentiation with a reducer cached per modulus. Not constant-time (no
+ * bigint code is).
  *
  * @param base any value ≥ 0 (reduced modulo `modulus` first)
  * @param exponent ≥ 0; `modpow(x, 0n, m)` is 1 (0 for m = 1 is impossible:
@@ -329,10 +444,27 @@ export function bitLength(n: bigint): number {
  * @throws {RangeError} on a negative argument or a modulus below 2
  */
 export function modpow(base: bigint, exponent: bigint, modulus: bigint): bigint {
-  if (base < 0n || exponent < 0n) {
-    throw new RangeError("modpow: base and exponent must be non-negative");
+  checkModpowArgs(base, exponent, modulus);
+  const reduce = reducerFor(modulus);
+  const bits = exponent.toString(2);
+  const width = windowSize(bits.length);
+  const odd = oddPowers(base % modulus, 2 ** (width - 1), reduce);
+  let result = 1n;
+  for (const [squarings, digit] of slidingWindows(bits, width)) {
+    for (let i = 0; i < squarings; i++) result = reduce(result * result);
+    if (digit !== 0) result = reduce(result * odd[digit >> 1]);
   }
-  if (modulus < 2n) throw new RangeError("modpow: modulus must be at least 2");
+  return result;
+}
+
+/**
+ * The reference `modpow`: plain right-to-left square and multiply with `%`.
+ * Slow; kept for tests and benchmarks. Same contract as {@link modpow}.
+ *
+ * @throws {RangeError} on a negative argument or a modulus below 2
+ */
+export function modpowNaive(base: bigint, exponent: bigint, modulus: bigint): bigint {
+  checkModpowArgs(base, exponent, modulus);
   let result = 1n;
   let square = base % modulus;
   let e = exponent;
@@ -340,6 +472,69 @@ export function modpow(base: bigint, exponent: bigint, modulus: bigint): bigint 
     if (e & 1n) result = (result * square) % modulus;
     square = (square * square) % modulus;
     e >>= 1n;
+  }
+  return result;
+}
+
+/** A fixed-base comb: entries[i] = ∏ base^(2^(j·spacing)) over the bits j of i. */
+interface CombTable {
+  /** Distance between teeth in exponent bits; covers exponents < 2^(8·spacing). */
+  readonly spacing: number;
+  /** 2^COMB_TEETH powers of the base. */
+  readonly entries: readonly bigint[];
+}
+
+/** Builds the comb of `base` (reduced) for exponents of up to 8 · spacing bits. */
+function buildComb(base: bigint, spacing: number, reduce: Reducer): CombTable {
+  const teeth = [base]; // teeth[j] = base^(2^(j·spacing))
+  for (let j = 1; j < COMB_TEETH; j++) {
+    let power = teeth[j - 1];
+    for (let k = 0; k < spacing; k++) power = reduce(power * power);
+    teeth.push(power);
+  }
+  const entries = [1n];
+  for (let i = 1; i < 2 ** COMB_TEETH; i++) {
+    const lowest = 31 - Math.clz32(i & -i);
+    const rest = i & (i - 1);
+    entries.push(rest === 0 ? teeth[lowest] : reduce(entries[rest] * teeth[lowest]));
+  }
+  return { spacing, entries };
+}
+
+const combs = new Map<string, CombTable>();
+
+/**
+ * `base ** exponent mod modulus` like {@link modpow}, for a base used again
+ * and again (a group's generator): the first call per modulus, base and
+ * exponent size (rounded up to 64 bits) builds a comb of 256 powers of the
+ * base (256 residues: 64 KiB at 2048 bits, 256 KiB at 8192); later calls
+ * cost about bits/8 squarings and bits/8 multiplications. At most 8 combs
+ * are kept, the oldest dropped first.
+ *
+ * @param base any value ≥ 0 (reduced modulo `modulus` first)
+ * @param exponent ≥ 0
+ * @param modulus ≥ 2
+ * @throws {RangeError} on a negative argument or a modulus below 2
+ */
+export function fixedBaseModpow(base: bigint, exponent: bigint, modulus: bigint): bigint {
+  checkModpowArgs(base, exponent, modulus);
+  const reduce = reducerFor(modulus);
+  const bits = exponent.toString(2);
+  const spacing = Math.ceil(bits.length / (COMB_TEETH * 8)) * 8;
+  const key = `${spacing}:${base.toString(16)}:${modulus.toString(16)}`;
+  const { entries } = memoize(
+    combs,
+    key,
+    COMB_CACHE_SIZE,
+    () => buildComb(base % modulus, spacing, reduce),
+  );
+  const bit = (position: number) => bits.charCodeAt(bits.length - 1 - position) === 49 ? 1 : 0;
+  let result = 1n;
+  for (let column = spacing - 1; column >= 0; column--) {
+    let index = 0; // bit `column` of each tooth's slice of the exponent
+    for (let j = COMB_TEETH - 1; j >= 0; j--) index = 2 * index + bit(j * spacing + column);
+    result = reduce(result * result);
+    if (index !== 0) result = reduce(result * entries[index]);
   }
   return result;
 }
@@ -423,7 +618,8 @@ export function checkPrivateKey(group: DhGroup, privateKey: bigint): void {
 
 /** The public key g^x mod p for private key `x`. */
 export function derivePublicKey(group: DhGroup, privateKey: bigint): bigint {
-  return modpow(group.g, privateKey, group.p);
+  // Every handshake raises the same g: its comb table is built once per group.
+  return fixedBaseModpow(group.g, privateKey, group.p);
 }
 
 /**
@@ -1429,69 +1625,142 @@ export type FlagSpec = Record<
   { type: "string" | "boolean"; short?: string; default?: string | boolean }
 >;
 
+/** The flags both scripts take. */
+export const COMMON_FLAGS: FlagSpec = Object.freeze({
+  host: { type: "string" },
+  port: { type: "string" },
+  "max-line": { type: "string" },
+  quiet: { type: "boolean" },
+  verbose: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+});
+
+/** A parsed command line: options for the library call, plus `--quiet` and `--help`. */
+export interface ParsedCommand<T> {
+  /** Options for `startServer` / `runClient`. */
+  options: T;
+  /** `--quiet`. */
+  quiet: boolean;
+  /** `--help`. */
+  help: boolean;
+}
+
 /**
- * Parses command-line flags strictly (unknown flags and stray arguments are
- * errors).
+ * Parsed flag values with typed, checked accessors. Each accessor returns
+ * `undefined` for an absent flag and throws {@link UsageError} for a bad value.
+ */
+export class Flags {
+  readonly #values: Record<string, string | boolean | undefined>;
+
+  /** @param values the output of `parseArgs` */
+  constructor(values: Record<string, string | boolean | undefined>) {
+    this.#values = values;
+  }
+
+  /** Whether the flag was given. */
+  has(name: string): boolean {
+    return this.#values[name] !== undefined;
+  }
+
+  /** A boolean flag. */
+  boolean(name: string): boolean {
+    return this.#values[name] === true;
+  }
+
+  /** A string flag as given. */
+  string(name: string): string | undefined {
+    const value = this.#values[name];
+    return typeof value === "string" ? value : undefined;
+  }
+
+  /** A whole number within [min, max]. */
+  integer(name: string, min: number, max: number): number | undefined {
+    const value = this.string(name);
+    if (value === undefined) return undefined;
+    const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new UsageError(
+        `--${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`,
+      );
+    }
+    return n;
+  }
+
+  /** A duration in seconds (decimals allowed, above 0, at most a day), as milliseconds. */
+  milliseconds(name: string): number | undefined {
+    const value = this.string(name);
+    if (value === undefined) return undefined;
+    const seconds = /^[0-9]+(\.[0-9]+)?$/.test(value) ? Number(value) : NaN;
+    if (!(seconds > 0 && seconds <= 86_400)) {
+      throw new UsageError(
+        `--${name} must be a number of seconds above 0, got ${JSON.stringify(value)}`,
+      );
+    }
+    return Math.round(seconds * 1000);
+  }
+
+  /** A big decimal integer (`--prime`, `--private-key`). */
+  bigint(name: string): bigint | undefined {
+    const value = this.string(name);
+    if (value === undefined) return undefined;
+    if (!/^[0-9]{1,2500}$/.test(value)) {
+      throw new UsageError(`--${name} must be a decimal number, got ${JSON.stringify(value)}`);
+    }
+    return BigInt(value);
+  }
+}
+
+/**
+ * Parses a command line strictly against {@link COMMON_FLAGS} plus `extra`:
+ * unknown flags and stray arguments are errors, and so is `--quiet` with
+ * `--verbose`.
  *
  * @throws {UsageError}
  */
-export function parseFlags(
-  args: string[],
-  spec: FlagSpec,
-): Record<string, string | boolean | undefined> {
+export function parseFlags(args: string[], extra: FlagSpec): Flags {
+  let flags: Flags;
   try {
-    const { values } = parseArgs({ args, options: spec, strict: true, allowPositionals: false });
-    return values as Record<string, string | boolean | undefined>;
+    const { values } = parseArgs({
+      args,
+      options: { ...COMMON_FLAGS, ...extra },
+      strict: true,
+      allowPositionals: false,
+    });
+    flags = new Flags(values as Record<string, string | boolean | undefined>);
   } catch (error) {
     throw new UsageError((error as Error).message.split("\n")[0]);
   }
+  if (flags.boolean("quiet") && flags.boolean("verbose")) {
+    throw new UsageError("--quiet and --verbose exclude each other");
+  }
+  return flags;
+}
+
+/** Options both scripts take, from {@link COMMON_FLAGS}. */
+export interface CommonOptions {
+  /** `--host`. */
+  host?: string;
+  /** `--port`. */
+  port?: number;
+  /** `--max-line`. */
+  maxLine?: number;
+  /** `--verbose`. */
+  verbose: boolean;
 }
 
 /**
- * A whole number flag within [min, max].
+ * The values of {@link COMMON_FLAGS} that become library options.
  *
+ * @param minPort 0 for a server (any free port), 1 for a client
  * @throws {UsageError}
  */
-export function parseIntegerFlag(
-  name: string,
-  value: string,
-  min: number,
-  max: number,
-): number {
-  const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(
-      `--${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`,
-    );
-  }
-  return n;
-}
-
-/**
- * A duration flag in seconds (decimals allowed), as milliseconds.
- *
- * @throws {UsageError}
- */
-export function parseSecondsFlag(name: string, value: string): number {
-  const seconds = /^[0-9]+(\.[0-9]+)?$/.test(value) ? Number(value) : NaN;
-  if (!(seconds > 0 && seconds <= 86_400)) {
-    throw new UsageError(
-      `--${name} must be a number of seconds above 0, got ${JSON.stringify(value)}`,
-    );
-  }
-  return Math.round(seconds * 1000);
-}
-
-/**
- * A big-integer flag (`--prime`, `--private-key`): decimal digits only.
- *
- * @throws {UsageError}
- */
-export function parseBigintFlag(name: string, value: string): bigint {
-  if (!/^[0-9]{1,2500}$/.test(value)) {
-    throw new UsageError(`--${name} must be a decimal number, got ${JSON.stringify(value)}`);
-  }
-  return BigInt(value);
+export function commonOptions(flags: Flags, minPort: number): CommonOptions {
+  return {
+    host: flags.string("host"),
+    port: flags.integer("port", minPort, 65535),
+    maxLine: flags.integer("max-line", 1024, 64 * 1024 * 1024),
+    verbose: flags.boolean("verbose"),
+  };
 }
 
 /**

@@ -16,6 +16,7 @@
 import {
   acceptKey,
   type CipherName,
+  commonOptions,
   createLogger,
   createOffer,
   customGroup,
@@ -30,10 +31,8 @@ import {
   isGroupName,
   LineConnection,
   type Logger,
-  parseBigintFlag,
+  type ParsedCommand,
   parseFlags,
-  parseIntegerFlag,
-  parseSecondsFlag,
   printable,
   ProtocolError,
   SECURE_CIPHER,
@@ -270,14 +269,7 @@ Options:
 Exit codes: 0 ok, 1 failure, 2 usage error.`;
 
 /** What `main` needs from the command line. */
-export interface ServerCommand {
-  /** Options for {@link startServer}. */
-  options: ServerOptions;
-  /** `--quiet`. */
-  quiet: boolean;
-  /** `--help` was given. */
-  help: boolean;
-}
+export type ServerCommand = ParsedCommand<ServerOptions>;
 
 /**
  * Turns the command line into server options.
@@ -286,66 +278,45 @@ export interface ServerCommand {
  */
 export function parseServerArgs(args: string[]): ServerCommand {
   const flags = parseFlags(args, {
-    host: { type: "string" },
-    port: { type: "string" },
     group: { type: "string" },
     toy: { type: "boolean" },
     prime: { type: "string" },
     generator: { type: "string" },
     "private-key": { type: "string" },
     "max-clients": { type: "string" },
-    "max-line": { type: "string" },
     "handshake-timeout": { type: "string" },
-    quiet: { type: "boolean" },
-    verbose: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
   });
-  const str = (name: string) => flags[name] as string | undefined;
-  const toy = flags.toy === true;
+  const toy = flags.boolean("toy");
   for (const name of ["prime", "generator", "private-key"]) {
-    if (str(name) !== undefined && !toy) {
+    if (flags.has(name) && !toy) {
       throw new UsageError(`--${name} is a teaching flag and needs --toy`);
     }
   }
-  if (flags.quiet && flags.verbose) {
-    throw new UsageError("--quiet and --verbose exclude each other");
-  }
   const options: ServerOptions = {
-    host: str("host") ?? SERVER_DEFAULTS.host,
-    port: str("port") === undefined ? undefined : parseIntegerFlag("port", str("port")!, 0, 65535),
-    maxClients: str("max-clients") === undefined
-      ? undefined
-      : parseIntegerFlag("max-clients", str("max-clients")!, 1, 100_000),
-    maxLine: str("max-line") === undefined
-      ? undefined
-      : parseIntegerFlag("max-line", str("max-line")!, 1024, 64 * 1024 * 1024),
-    handshakeTimeoutMs: str("handshake-timeout") === undefined
-      ? undefined
-      : parseSecondsFlag("handshake-timeout", str("handshake-timeout")!),
-    verbose: flags.verbose === true,
+    ...commonOptions(flags, 0),
+    maxClients: flags.integer("max-clients", 1, 100_000),
+    handshakeTimeoutMs: flags.milliseconds("handshake-timeout"),
   };
   if (toy) {
-    if (str("group") !== undefined) {
+    if (flags.has("group")) {
       throw new UsageError("--group and --toy exclude each other (--toy uses p = 23, g = 5)");
     }
-    const p = str("prime") === undefined ? GROUPS.toy.p : parseBigintFlag("prime", str("prime")!);
-    const g = str("generator") === undefined
-      ? GROUPS.toy.g
-      : parseBigintFlag("generator", str("generator")!);
     try {
-      options.group = customGroup(p, g);
+      options.group = customGroup(
+        flags.bigint("prime") ?? GROUPS.toy.p,
+        flags.bigint("generator") ?? GROUPS.toy.g,
+      );
     } catch (error) {
+      if (error instanceof UsageError) throw error;
       throw new UsageError(`bad --prime/--generator: ${(error as Error).message}`);
     }
     options.cipher = TOY_CIPHER;
-    options.privateKey = str("private-key") === undefined
-      ? TOY_SERVER_PRIVATE_KEY
-      : parseBigintFlag("private-key", str("private-key")!);
+    options.privateKey = flags.bigint("private-key") ?? TOY_SERVER_PRIVATE_KEY;
     if (options.privateKey < 1n || options.privateKey > options.group.p - 2n) {
       throw new UsageError(`--private-key must be from 1 to p - 2 = ${options.group.p - 2n}`);
     }
-  } else if (str("group") !== undefined) {
-    const name = str("group")!;
+  } else if (flags.has("group")) {
+    const name = flags.string("group")!;
     if (!isGroupName(name) || name === "toy") {
       throw new UsageError(
         `unknown group ${JSON.stringify(name)}; choose one of ${SECURE_GROUP_NAMES.join(", ")}${
@@ -355,7 +326,7 @@ export function parseServerArgs(args: string[]): ServerCommand {
     }
     options.group = GROUPS[name];
   }
-  return { options, quiet: flags.quiet === true, help: flags.help === true };
+  return { options, quiet: flags.boolean("quiet"), help: flags.boolean("help") };
 }
 
 /** The command-line entry point; returns the exit code. */
@@ -378,7 +349,9 @@ export async function main(args: string[]): Promise<number> {
   try {
     server = startServer({ ...command.options, logger: log });
   } catch (error) {
-    const where = `${command.options.host}:${command.options.port ?? SERVER_DEFAULTS.port}`;
+    const where = `${command.options.host ?? SERVER_DEFAULTS.host}:${
+      command.options.port ?? SERVER_DEFAULTS.port
+    }`;
     log.error(`Cannot listen on ${where}: ${describeError(error)}`);
     return EXIT.FAILURE;
   }
