@@ -1465,6 +1465,25 @@ export async function withTimeout<T>(
   }
 }
 
+/** Bytes read per socket read. */
+const SOCKET_READ_SIZE = 16 * 1024;
+
+/**
+ * The bytes of a socket as a stream. Unlike `conn.readable`, reaching the
+ * peer's end of input does not close the socket: a peer that half-closes
+ * (`nc -N`) must still receive our `error` frame.
+ */
+function socketBytes(conn: Deno.Conn): ReadableStream<Uint8Array> {
+  const buffer = new Uint8Array(SOCKET_READ_SIZE);
+  return new ReadableStream({
+    async pull(controller) {
+      const n = await conn.read(buffer);
+      if (n === null) controller.close();
+      else controller.enqueue(buffer.slice(0, n));
+    },
+  });
+}
+
 /**
  * A DHX/1 connection: a {@link LineReader} on the socket's input and a
  * serialised line writer on its output, so records leave in sequence order.
@@ -1482,7 +1501,7 @@ export class LineConnection {
   /** @param conn an accepted or connected TCP connection */
   constructor(conn: Deno.Conn, maxLine = DEFAULT_MAX_LINE) {
     this.#conn = conn;
-    this.reader = new LineReader(conn.readable, { maxLine });
+    this.reader = new LineReader(socketBytes(conn), { maxLine });
     this.#writer = conn.writable.getWriter();
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.peer = `${addr.hostname}:${addr.port}`;
