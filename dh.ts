@@ -1006,7 +1006,7 @@ export async function respondToHello(
  *
  * @throws {ProtocolError}
  */
-export function acceptKey(offer: ServerOffer, keyLine: string): Promise<Session> {
+export async function acceptKey(offer: ServerOffer, keyLine: string): Promise<Session> {
   const frame = parseFrame(keyLine);
   if (frame.type !== "key") {
     throw new ProtocolError(
@@ -1019,7 +1019,7 @@ export function acceptKey(offer: ServerOffer, keyLine: string): Promise<Session>
     maxDigitsFor(offer.group),
   );
   validatePublicKey(offer.group, peerPublicKey);
-  return Session.create({
+  return await Session.create({
     role: "server",
     group: offer.group,
     cipher: offer.cipher,
@@ -1364,6 +1364,7 @@ export class LineReader {
   #pendingLength = 0;
   #chunk: Uint8Array = new Uint8Array(0);
   #done = false;
+  #error: unknown = undefined;
 
   /** @param source the bytes to split, e.g. `conn.readable` or `Deno.stdin.readable` */
   constructor(source: ReadableStream<Uint8Array>, options: LineReaderOptions = {}) {
@@ -1376,9 +1377,20 @@ export class LineReader {
    * The next line, or `null` at the end of input.
    *
    * @throws {ProtocolError} for an overlong line, invalid UTF-8, or input that
-   *   ends mid-line (unless `allowUnterminated`)
+   *   ends mid-line (unless `allowUnterminated`). An error is final: the
+   *   stream is out of step, so every later call throws it again.
    */
   async readLine(): Promise<string | null> {
+    if (this.#error) throw this.#error;
+    try {
+      return await this.#nextLine();
+    } catch (error) {
+      this.#error = error;
+      throw error;
+    }
+  }
+
+  async #nextLine(): Promise<string | null> {
     for (;;) {
       const lf = this.#chunk.indexOf(0x0a);
       if (lf >= 0) {
@@ -1634,7 +1646,7 @@ export function printable(text: string): string {
 /** A short description of a JSON value for error messages. */
 function describeJson(value: unknown): string {
   if (value === undefined) return "nothing";
-  const text = JSON.stringify(value) ?? String(value);
+  const text = typeof value === "bigint" ? `${value}n` : JSON.stringify(value) ?? String(value);
   return printable(text.length > 40 ? text.slice(0, 37) + "..." : text);
 }
 
