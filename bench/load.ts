@@ -27,6 +27,7 @@ import {
   type Logger,
   parseHello,
   respondToHello,
+  SECURE_GROUP_NAMES,
   withTimeout,
 } from "../dh.ts";
 import { startServer } from "../server.ts";
@@ -45,9 +46,11 @@ Options:
                    all M, then collect the acks)
   --size BYTES     message size in bytes (default 64)
   --host HOST      with --port: benchmark an external dhx server instead of
-                   the in-process one (baselines stay in-process)
+                   the in-process one (baselines stay in-process; the task
+                   allows 127.0.0.1 only; start it with --max-clients ≥ C)
   --port PORT      port of that external server
-  --timeout SECS   bound on each wait of each client (default 120)
+  --timeout SECS   bound on each client's handshake and on its whole message
+                   phase (default 120)
   -h, --help       show this help
 
 Each client opens one TCP connection; in-process that is two descriptors per
@@ -109,7 +112,9 @@ function parseOptions(args: string[]): Options | "help" {
   };
   const group = values.group ?? "ffdhe2048";
   if (!isGroupName(group) || group === "toy") {
-    throw new UsageError(`unknown group ${JSON.stringify(group)}`);
+    throw new UsageError(
+      `unknown group ${JSON.stringify(group)}; choose one of ${SECURE_GROUP_NAMES.join(", ")}`,
+    );
   }
   if (values.host !== undefined && values.port === undefined) {
     throw new UsageError("--host needs --port (the external dhx server's port)");
@@ -217,6 +222,9 @@ function lineConnect(open: () => Promise<Deno.Conn>): Connect {
 // Servers
 // ───────────────────────────────────────────────────────────────────────────
 
+/** The backlog Deno.listen asks for (`ss -ltn`: Send-Q 511). */
+const LISTEN_BACKLOG = 511;
+
 const HELLO_LINE = JSON.stringify({ type: "hello", protocol: "plain/1" });
 const KEY_LINE = JSON.stringify({ type: "key" });
 const BYE_LINE = JSON.stringify({ type: "bye" });
@@ -233,7 +241,25 @@ interface Target {
   errors: string[];
   /** Whether the server runs in this process. */
   inProcess: boolean;
+  /** Rejects if the server stops accepting by itself (not by close()). */
+  stopped: Promise<never>;
   close(): Promise<void>;
+}
+
+/** A promise that rejects with a reason once `finished` settles unless `closing()`. */
+function unexpectedStop(finished: Promise<unknown>, closing: () => boolean, what: string) {
+  const stopped = finished.then(
+    () => {
+      if (!closing()) throw new Error(what);
+      return new Promise<never>(() => {});
+    },
+    (error) => {
+      if (!closing()) throw error;
+      return new Promise<never>(() => {});
+    },
+  );
+  stopped.catch(() => {});
+  return stopped;
 }
 
 /** The dhx server, in-process, with a logger that only counts. */
@@ -259,6 +285,7 @@ function dhxTarget(options: Options): Target {
     handshakeTimeoutMs: options.timeoutMs,
     logger,
   });
+  let closing = false;
   return {
     name: "dhx",
     connect: dhxConnect("127.0.0.1", server.addr.port),
@@ -266,7 +293,17 @@ function dhxTarget(options: Options): Target {
     connections: () => server.connections,
     errors,
     inProcess: true,
-    close: () => server.close(),
+    // server.ts ends its accept loop on any accept error (EMFILE included).
+    stopped: unexpectedStop(
+      server.finished,
+      () => closing,
+      "the dhx server stopped accepting connections (an accept error such as EMFILE: " +
+        "too many open files)",
+    ),
+    close: () => {
+      closing = true;
+      return server.close();
+    },
   };
 }
 
@@ -303,13 +340,15 @@ function echoTarget(
       links.delete(link);
     }
   }
+  let closing = false;
   const accepting = (async () => {
     for (;;) {
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
-      } catch {
-        return;
+      } catch (error) {
+        if (closing) return;
+        throw new Error(`the ${name} server cannot accept: ${describe(error)}`);
       }
       tune?.(conn);
       const link = new LineConnection(conn);
@@ -326,9 +365,11 @@ function echoTarget(
     connections: () => links.size,
     errors,
     inProcess: true,
+    stopped: unexpectedStop(accepting, () => closing, `the ${name} server stopped accepting`),
     async close() {
+      closing = true;
       listener.close();
-      await accepting;
+      await accepting.catch(() => {});
       for (const link of links) link.close();
       await Promise.all(handlers);
     },
@@ -373,6 +414,7 @@ function externalDhxTarget(host: string, port: number): Target {
     connections: () => undefined,
     errors: [],
     inProcess: false,
+    stopped: new Promise<never>(() => {}),
     close: () => Promise.resolve(),
   };
 }
@@ -452,6 +494,14 @@ async function runWorkload(
   const settle = () => {
     if (++settled === clients) allSettled();
   };
+  // Running out of descriptors (or the server dying) ends the run at once
+  // rather than after every client's timeout.
+  let fail!: (error: Error) => void;
+  const fatal = Promise.race([
+    target.stopped,
+    new Promise<never>((_, reject) => fail = reject),
+  ]);
+  fatal.catch(() => {});
 
   const memory = { before: Deno.memoryUsage().rss, peak: 0, after: 0 };
   let heapPeak = 0;
@@ -467,10 +517,14 @@ async function runWorkload(
     const started = performance.now();
     let channel: Channel;
     try {
-      channel = await withTimeout(target.connect(), timeoutMs, "handshake timed out");
+      channel = await Promise.race([
+        withTimeout(target.connect(), timeoutMs, "handshake timed out"),
+        fatal,
+      ]);
       handshakeLatencies[index] = performance.now() - started;
     } catch (error) {
       errors.push(`client ${index} handshake: ${describe(error)}`);
+      if (EMFILE.test(String(error))) fail(new Error(describe(error)));
       return settle();
     }
     settle();
@@ -515,18 +569,35 @@ async function runWorkload(
   const cpu0 = cpuSeconds();
   const t0 = performance.now();
   const running = Array.from({ length: clients }, (_, i) => client(i));
-  await handshakesSettled;
+  try {
+    await Promise.race([handshakesSettled, fatal]);
+  } catch (error) {
+    clearInterval(sampler);
+    throw error;
+  }
   // The handshake ends when both sides hold the session: wait for the server's
   // own count too (in-process servers), so its share of the work is in it.
   let serverConfirmed: boolean | undefined;
   if (target.sessions() !== undefined) {
     const ready = clients - errors.length;
-    serverConfirmed = await waitFor(() => (target.sessions() ?? 0) >= ready, timeoutMs);
+    // Give up after 5 s without progress (e.g. the server's log line changed).
+    let last = -1;
+    let lastChange = performance.now();
+    serverConfirmed = await waitFor(() => {
+      const count = target.sessions() ?? 0;
+      if (count !== last) [last, lastChange] = [count, performance.now()];
+      return count >= ready || performance.now() - lastChange > 5000;
+    }, timeoutMs) && (target.sessions() ?? 0) >= ready;
   }
   const t1 = performance.now();
   const cpu1 = cpuSeconds();
   startMessages();
-  await Promise.all(running);
+  try {
+    await Promise.race([Promise.all(running), fatal]);
+  } catch (error) {
+    clearInterval(sampler);
+    throw error;
+  }
   const t2 = performance.now();
   const cpu2 = cpuSeconds();
   // Let the server see every bye and close before the next row starts.
@@ -558,7 +629,10 @@ async function unloadedHandshake(target: Target, runs: number): Promise<number[]
   const latencies: number[] = [];
   for (let i = 0; i < runs; i++) {
     const started = performance.now();
-    const channel = await target.connect();
+    const channel = await Promise.race([
+      withTimeout(target.connect(), 10_000, `${target.name}: unloaded handshake timed out`),
+      target.stopped,
+    ]);
     latencies.push(performance.now() - started);
     await channel.close();
     await waitFor(() => (target.connections() ?? 0) === 0, 5000);
@@ -570,9 +644,11 @@ async function unloadedHandshake(target: Target, runs: number): Promise<number[]
 // Report
 // ───────────────────────────────────────────────────────────────────────────
 
+const EMFILE = /too many open files/i;
+
 function describe(error: unknown): string {
   const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return /too many open files/i.test(message)
+  return EMFILE.test(message) && !message.includes("ulimit")
     ? `${message} (raise the limit: ulimit -n ≥ 2 × clients + 64)`
     : message;
 }
@@ -711,8 +787,25 @@ Notes:
     (Deno's TlsConn has no setNoDelay: one delayed-ACK stall, ~40 ms, per TLS handshake,
     apparently behind the TLS 1.3 session tickets); server.ts does not turn it off.
   - One process, one JS thread for servers and clients: the dhx client's own modpows and WebCrypto
-    calls compete with the server's, and Deno completes queued WebCrypto operations out of order,
-    so at saturation some connections starve: that is the long p99 tail, not lost messages.`);
+    calls compete with the server's. At saturation Deno serves connections unevenly (it does not
+    complete queued async operations, WebCrypto calls included, in order), so some connections
+    wait seconds while others finish: that is the long ack p99 tail (plain shows it too, dhx
+    more), not lost messages.
+  - rss is the whole process and only grows across rows (dhx runs first, then plain, then tls).`);
+  if (options.clients > LISTEN_BACKLOG) {
+    console.log(
+      `  - ${options.clients} simultaneous connects overflow the listen backlog (Deno uses ${LISTEN_BACKLOG}):
+    the kernel drops the excess SYNs and the clients retry after 1 s (then 3 s), which is most of
+    the handshake p99 at this size.`,
+    );
+  }
+  if (options.port !== undefined) {
+    console.log(
+      `  - dhx row: the external server ${options.host}:${options.port} runs in its own process,
+    so only its clients share this process; its ratios compare it with baselines that share
+    one thread with their clients. Measure that server's memory and CPU from outside.`,
+    );
+  }
 
   const dhx = results.find((r) => r.name === "dhx");
   if (dhx && plain) {
@@ -804,15 +897,16 @@ async function main(args: string[]): Promise<number> {
       results.push(await runWorkload(target, options.clients, options.messages, options));
     }
   } catch (error) {
-    console.error(`[!] ${describe(error)}`);
+    console.error(`[!] ${error instanceof Error ? error.message : String(error)}`);
     return 1;
   } finally {
     await Promise.all(targets.map((t) => t.close()));
   }
-  console.log(`Load average after: ${loadavg()}\n`);
   const order = ["dhx", "plain", "tls"];
   results.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
-  return report(results, options, unloaded) ? 0 : 1;
+  const ok = report(results, options, unloaded);
+  console.log(`\nLoad average after: ${loadavg()}`);
+  return ok ? 0 : 1;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
