@@ -71,6 +71,8 @@ export interface DhGroup {
   readonly bits: number;
   /** Byte length of `p`: the width of `Zbytes` in the key schedule. */
   readonly byteLength: number;
+  /** `p` in decimal, as it goes on the wire (converted once, not per hello). */
+  readonly pDecimal: string;
   /**
    * Private-key size in bits: twice the group's security strength, as
    * RFC 7919 §5.2 / RFC 3526 §8 advise and OpenSSL uses (225 for ffdhe2048).
@@ -100,6 +102,7 @@ function makeGroup(
     g,
     bits,
     byteLength: Math.ceil(bits / 8),
+    pDecimal: p.toString(),
     privateKeyBits: privateKeyBits ?? bits,
     source,
   });
@@ -689,7 +692,7 @@ export function parseWireInteger(
 
 /** Number of decimal digits of p: the most a wire integer below p can have. */
 export function maxDigitsFor(group: DhGroup): number {
-  return group.p.toString().length;
+  return group.pDecimal.length;
 }
 
 /**
@@ -874,7 +877,7 @@ export function createOffer(
     type: "hello",
     protocol: PROTOCOL,
     group: group.name,
-    p: group.p.toString(),
+    p: group.pDecimal,
     g: group.g.toString(),
     publicKey: publicKey.toString(),
     cipher,
@@ -1122,8 +1125,10 @@ export class Session implements SessionParams {
     helloLine: string;
     keyLine: string;
   }): Promise<Session> {
+    // WebCrypto works off the main thread: hash while the bigint work runs.
+    const transcript = transcriptHash(init.helloLine, init.keyLine);
     const sharedSecret = computeSharedSecret(init.group, init.peerPublicKey, init.privateKey);
-    const th = await transcriptHash(init.helloLine, init.keyLine);
+    const th = await transcript;
     const okm = await deriveKeySchedule(init.group, sharedSecret, th);
     const directionKeys = async (offset: number): Promise<DirectionKeys> => {
       if (init.cipher === TOY_CIPHER) {
@@ -1252,6 +1257,12 @@ export class Session implements SessionParams {
     }
     const ciphertext = decodeBase64(frame.data, "data");
     const keys = this.#receive;
+    // The keystream does not depend on the record, so it is computed while the
+    // tag is checked; it touches the ciphertext only after the tag passed.
+    const keystream = ciphertext.length === 0
+      ? undefined
+      : this.#keystream(keys, seq, ciphertext.length);
+    keystream?.catch(() => {}); // unused when the tag fails
     if (keys.mac) {
       const tag = decodeBase64(frame.tag, "tag");
       const valid = tag.length === 32 &&
@@ -1266,9 +1277,7 @@ export class Session implements SessionParams {
       }
     }
     this.#receiveSeq++;
-    const plaintext = ciphertext.length === 0
-      ? ciphertext
-      : xor(ciphertext, await this.#keystream(keys, seq, ciphertext.length));
+    const plaintext = keystream ? xor(ciphertext, await keystream) : ciphertext;
     let text: string;
     try {
       text = utf8.decode(plaintext);
@@ -1513,6 +1522,8 @@ export class LineConnection {
   /** @param conn an accepted or connected TCP connection */
   constructor(conn: Deno.Conn, maxLine = DEFAULT_MAX_LINE) {
     this.#conn = conn;
+    // Records are small and answered one by one: Nagle's delay only hurts.
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     this.reader = new LineReader(socketBytes(conn), { maxLine });
     this.#writer = conn.writable.getWriter();
     const addr = conn.remoteAddr as Deno.NetAddr;
@@ -1586,6 +1597,8 @@ export class UsageError extends Error {
 
 /** The printer of both scripts: `[*]` info, `[+]` success, `[!]` problems. */
 export interface Logger {
+  /** True when info and success lines are dropped: skip work done only to print them. */
+  readonly quiet?: boolean;
   /** `[*]` progress; hidden by `--quiet`. */
   info(message: string): void;
   /** `[+]` success; hidden by `--quiet`. */
@@ -1620,6 +1633,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     color ? styleText(hue, prefix, { validateStream: false }) : prefix;
   const quiet = options.quiet ?? false;
   return {
+    quiet,
     info: (m) => quiet || write(`${paint("[*]", "cyan")} ${m}`, "stdout"),
     success: (m) => quiet || write(`${paint("[+]", "green")} ${m}`, "stdout"),
     notice: (m) => write(`${paint("[*]", "cyan")} ${m}`, "stdout"),

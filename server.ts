@@ -103,6 +103,9 @@ export const SERVER_DEFAULTS = Object.freeze({
   handshakeTimeoutMs: 10_000,
 });
 
+/** Pause after a failed accept (e.g. out of file descriptors) before trying again. */
+const ACCEPT_RETRY_MS = 100;
+
 /** The original's private key b. */
 export const TOY_SERVER_PRIVATE_KEY = 3n;
 
@@ -151,10 +154,14 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       }
       const session = await acceptKey(offer, keyLine);
       client.session = session;
-      log.info(
-        `Received client public key: ${await describeBigint(session.peerPublicKey, reveal)}`,
-      );
-      log.info(`Shared key calculated: ${await describeBigint(session.sharedSecret, reveal)}`);
+      if (!log.quiet) {
+        const [clientKey, sharedKey] = await Promise.all([
+          describeBigint(session.peerPublicKey, reveal),
+          describeBigint(session.sharedSecret, reveal),
+        ]);
+        log.info(`Received client public key: ${clientKey}`);
+        log.info(`Shared key calculated: ${sharedKey}`);
+      }
       log.success(`Session with ${peer}: fingerprint ${session.fingerprint}`);
       if (options.verbose) {
         for (const step of explainSession(session)) log.info(`${peer}: ${step}`);
@@ -194,8 +201,12 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
-      } catch {
-        return; // listener closed
+      } catch (error) {
+        if (stopping || error instanceof Deno.errors.BadResource) return; // listener closed
+        // E.g. out of file descriptors: say so, give connections time to end, go on.
+        log.error(`Accepting a connection failed: ${describeError(error)}; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
       }
       const link = new LineConnection(conn, maxLine);
       if (clients.size >= maxClients) {
