@@ -573,7 +573,12 @@ export function bytesToBigint(bytes: Uint8Array): bigint {
 export function xor(data: Uint8Array, key: Uint8Array): Uint8Array {
   if (key.length === 0) throw new RangeError("xor: empty key");
   const out = new Uint8Array(data.length);
-  for (let i = 0; i < data.length; i++) out[i] = data[i] ^ key[i % key.length];
+  if (key.length >= data.length) {
+    // A keystream as long as the data: skip the per-byte modulo.
+    for (let i = 0; i < data.length; i++) out[i] = data[i] ^ key[i];
+  } else {
+    for (let i = 0; i < data.length; i++) out[i] = data[i] ^ key[i % key.length];
+  }
   return out;
 }
 
