@@ -128,7 +128,8 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     log.info(`Received server public key: ${await describeBigint(hello.publicKey, reveal)}`);
     const privateKey = options.privateKey ?? (toy ? TOY_CLIENT_PRIVATE_KEY : undefined);
     const response = await respondToHello(hello, privateKey).catch((error) => {
-      throw new ProtocolError(`cannot use this private key: ${(error as Error).message}`);
+      if (!(error instanceof RangeError)) throw error; // only --private-key can be out of range
+      throw new ProtocolError(`cannot use this private key: ${error.message}`);
     });
     session = response.session;
     log.info(`Sending public key: ${await describeBigint(session.publicKey, reveal)}`);
@@ -218,6 +219,7 @@ async function chat(
     for (;;) {
       if (interactive) await Deno.stdout.write(new TextEncoder().encode("> "));
       const text = await Promise.race([input.readLine(), inputStopped]);
+      if (text === null && interactive) console.log(); // end the prompt's line after Ctrl-D/C
       if (text === null || text === EXIT_COMMAND) break;
       pending.push(session.nextSendSeq);
       await link.sendRecord(session, "msg", text);

@@ -149,7 +149,7 @@ type Connect = () => Promise<Channel>;
 
 /**
  * A client TCP connection with Nagle's algorithm off: the driver must not add
- * delayed-ACK stalls of its own (servers keep Deno's default, Nagle on).
+ * delayed-ACK stalls of its own (LineConnection turns it off as well).
  */
 async function tcpConnect(hostname: string, port: number): Promise<Deno.TcpConn> {
   const conn = await Deno.connect({ hostname, port });
@@ -379,8 +379,8 @@ function echoTarget(
 function plainTarget(): Target {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
-  // The ceiling turns Nagle off on its side too. The TLS server cannot (a
-  // TlsConn has no setNoDelay) and server.ts does not: see the notes printed.
+  // The ceiling turns Nagle off on its side too, like server.ts. The TLS
+  // server cannot (a TlsConn has no setNoDelay): see the notes printed.
   return echoTarget(
     "plain",
     listener,
@@ -783,9 +783,9 @@ Notes:
     "Session with" log line), so sessions/s includes both sides' work.
   - plain/tls do the same exchange (hello line, key line, msg/ack lines, bye) in clear JSON
     (tls: over TLS 1.3), with the same LineConnection framing as dhx.
-  - Nagle: the clients turn it off; the plain server too (the ceiling); the tls server cannot
-    (Deno's TlsConn has no setNoDelay: one delayed-ACK stall, ~40 ms, per TLS handshake,
-    apparently behind the TLS 1.3 session tickets); server.ts does not turn it off.
+  - Nagle: off on every plain TCP socket (LineConnection sets TCP_NODELAY: dhx and plain, both
+    ends); the tls server cannot turn it off (Deno's TlsConn has no setNoDelay: one delayed-ACK
+    stall, ~40 ms, per TLS handshake, apparently behind the TLS 1.3 session tickets).
   - One process, one JS thread for servers and clients: the dhx client's own modpows and WebCrypto
     calls compete with the server's. At saturation Deno serves connections unevenly (it does not
     complete queued async operations, WebCrypto calls included, in order), so some connections
