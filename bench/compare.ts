@@ -22,6 +22,7 @@ import { parseArgs } from "node:util";
 import { pow as noblePow } from "npm:@noble/curves@1/abstract/modular";
 import { fixedBaseModpow, modpow } from "../dh.ts";
 import { MODPOW_CASES } from "./modpow_cases.ts";
+import { microsecondsPerCall } from "./timing.mjs";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -34,17 +35,7 @@ const rounds = Number(values.rounds);
 const minMs = Number(values["min-ms"]);
 
 /** Microseconds per call: one timed loop of at least `minMs`. */
-function measure(f: () => unknown): number {
-  let iterations = 0;
-  const start = performance.now();
-  let elapsed = 0;
-  do {
-    f();
-    iterations++;
-    elapsed = performance.now() - start;
-  } while (elapsed < minMs);
-  return (elapsed * 1000) / iterations;
-}
+const measure = (f: () => unknown): number => microsecondsPerCall(f, minMs);
 
 /** One round of bench/openssl.mjs: µs per case name. */
 async function opensslRound(): Promise<{ versions: string; us: Map<string, number> }> {

@@ -15,6 +15,7 @@
 
 import crypto from "node:crypto";
 import { readFileSync } from "node:fs";
+import { microsecondsPerCall } from "./timing.mjs";
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -32,17 +33,7 @@ const hex = (s) => Buffer.from(s.length % 2 ? "0" + s : s, "hex");
 function measure(f) {
   f();
   let best = Infinity;
-  for (let round = 0; round < rounds; round++) {
-    let iterations = 0;
-    const start = performance.now();
-    let elapsed = 0;
-    do {
-      f();
-      iterations++;
-      elapsed = performance.now() - start;
-    } while (elapsed < minMs);
-    best = Math.min(best, (elapsed * 1000) / iterations);
-  }
+  for (let round = 0; round < rounds; round++) best = Math.min(best, microsecondsPerCall(f, minMs));
   return best;
 }
 
