@@ -59,6 +59,7 @@ import {
   validatePublicKey,
   xor,
 } from "./dh.ts";
+import { flipBit, withFields } from "./tests/support.ts";
 
 // ───────────────────────────────────────────────────────────────────────────
 // Fixtures and helpers
@@ -266,23 +267,6 @@ function independentKeySchedule(
 function independentFingerprint(bytes: Uint8Array): string {
   const hex = Buffer.from(bytes).toString("hex").toUpperCase();
   return [0, 4, 8, 12].map((i) => hex.slice(i, i + 4)).join("-");
-}
-
-/** A copy of a JSON line with some fields replaced (undefined deletes). */
-function withFields(line: string, changes: Record<string, unknown>): string {
-  const frame = JSON.parse(line);
-  for (const [key, value] of Object.entries(changes)) {
-    if (value === undefined) delete frame[key];
-    else frame[key] = value;
-  }
-  return JSON.stringify(frame);
-}
-
-/** Flips one bit of a base64 field. */
-function flipBit(base64: string, byteIndex: number, bit = 0): string {
-  const bytes = Buffer.from(base64, "base64");
-  bytes[byteIndex] ^= 1 << bit;
-  return bytes.toString("base64");
 }
 
 // ───────────────────────────────────────────────────────────────────────────

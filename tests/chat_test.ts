@@ -12,21 +12,33 @@
 
 import assert from "node:assert/strict";
 import {
-  acceptKey,
-  createOffer,
   customGroup,
-  derivePublicKey,
   GROUPS,
-  LineConnection,
-  LineReader,
-  type Logger,
   parseHello,
   respondToHello,
   SECURE_CIPHER,
+  type Session,
   TOY_CIPHER,
 } from "../dh.ts";
-import { type ReceivedMessage, startServer } from "../server.ts";
+import { type ServerHandle, type ServerOptions, startServer } from "../server.ts";
 import { runClient } from "../client.ts";
+import {
+  CapturingLogger,
+  type FakeServer,
+  fakeServer,
+  FINGERPRINT,
+  flipBit,
+  helloWith,
+  MessageSink,
+  RawPeer,
+  serveHandshake,
+  textStream,
+  tryParse,
+  typedInput,
+  Waiters,
+  withFields,
+  within,
+} from "./support.ts";
 
 // ───────────────────────────────────────────────────────────────────────────
 // Helpers
@@ -39,144 +51,6 @@ const encoder = new TextEncoder();
 
 /** The toy session's fingerprint (tests/dhx1-vectors.json, group toy). */
 const TOY_FINGERPRINT = "90B9-A4D2-25F0-BE47";
-const FINGERPRINT = /fingerprint ([0-9A-F]{4}(?:-[0-9A-F]{4}){3})\b/;
-
-/** What a wait is for; a function is called at timeout, to show the state then. */
-type Description = string | (() => string);
-
-/** Rejects when `promise` has not settled within `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: Description): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const text = typeof what === "string" ? what : what();
-      reject(new Error(`timed out after ${ms} ms: ${text}`));
-    }, ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Calls the waiters whose condition became true; used by logs and processes. */
-class Waiters {
-  #waiters: { ready: () => boolean; resolve: () => void }[] = [];
-
-  /** Resolves once `ready()` holds, checked now and after each `notify`. */
-  until(ready: () => boolean, ms: number, what: Description): Promise<void> {
-    if (ready()) return Promise.resolve();
-    const waiter = { ready, resolve: () => {} };
-    const reached = new Promise<void>((resolve) => waiter.resolve = resolve);
-    this.#waiters.push(waiter);
-    return within(reached, ms, what).finally(() => {
-      this.#waiters = this.#waiters.filter((w) => w !== waiter);
-    });
-  }
-
-  notify(): void {
-    for (const waiter of this.#waiters) if (waiter.ready()) waiter.resolve();
-  }
-}
-
-/** A Logger that records every line, by level. */
-class CapturingLogger implements Logger {
-  readonly infos: string[] = [];
-  readonly successes: string[] = [];
-  readonly notices: string[] = [];
-  readonly errors: string[] = [];
-  readonly lines: string[] = [];
-  readonly #waiters = new Waiters();
-
-  info = (m: string) => this.#push(this.infos, "[*]", m);
-  success = (m: string) => this.#push(this.successes, "[+]", m);
-  notice = (m: string) => this.#push(this.notices, "[*]", m);
-  error = (m: string) => this.#push(this.errors, "[!]", m);
-
-  #push(list: string[], prefix: string, message: string): void {
-    list.push(message);
-    this.lines.push(`${prefix} ${message}`);
-    this.#waiters.notify();
-  }
-
-  /** Resolves when some line matches `pattern`. */
-  waitFor(pattern: RegExp, ms = 5000): Promise<void> {
-    return this.#waiters.until(
-      () => this.lines.some((line) => pattern.test(line)),
-      ms,
-      () => `log line ${pattern} (log so far:\n${this.dump()})`,
-    );
-  }
-
-  /** The fingerprint printed in a success line. */
-  fingerprint(): string | undefined {
-    for (const line of this.successes) {
-      const match = FINGERPRINT.exec(line);
-      if (match) return match[1];
-    }
-    return undefined;
-  }
-
-  dump(): string {
-    return this.lines.join("\n");
-  }
-}
-
-/** A stream holding `text` as the client's whole input. */
-function inputOf(text: string): ReadableStream<Uint8Array> {
-  return ReadableStream.from(text === "" ? [] : [encoder.encode(text)]);
-}
-
-/** Input the test types line by line; `end()` is Ctrl-D. */
-function typedInput() {
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
-  const stream = new ReadableStream<Uint8Array>({ start: (c) => controller = c });
-  return {
-    stream,
-    type(line: string) {
-      controller.enqueue(encoder.encode(line + "\n"));
-    },
-    end() {
-      try {
-        controller.close();
-      } catch {
-        // the client already cancelled its input
-      }
-    },
-  };
-}
-
-/** Collects the server's onMessage calls and lets a test await them. */
-class MessageSink {
-  readonly messages: ReceivedMessage[] = [];
-  readonly #waiters = new Waiters();
-  onMessage = (message: ReceivedMessage) => {
-    this.messages.push(message);
-    this.#waiters.notify();
-  };
-
-  texts(): string[] {
-    return this.messages.map((m) => m.text);
-  }
-
-  waitForCount(count: number, ms = 5000): Promise<void> {
-    return this.#waiters.until(
-      () => this.messages.length >= count,
-      ms,
-      () => `${count} messages (got ${JSON.stringify(this.texts())})`,
-    );
-  }
-
-  /** Texts grouped by the peer that sent them, in arrival order. */
-  byPeer(): Map<string, string[]> {
-    const peers = new Map<string, string[]>();
-    for (const { peer, text } of this.messages) {
-      peers.set(peer, [...peers.get(peer) ?? [], text]);
-    }
-    return peers;
-  }
-}
 
 /** A `deno run --allow-net SCRIPT ARGS` child with its output collected. */
 class DenoProcess implements AsyncDisposable {
@@ -283,6 +157,14 @@ async function spawnServer(args: string[]): Promise<{ proc: DenoProcess; port: n
   }
 }
 
+/** Runs a client process against `port` with `text` piped to its stdin; returns how it ended. */
+async function pipedClient(port: number, args: string[], text: string) {
+  await using client = new DenoProcess(CLIENT_SCRIPT, ["--port", String(port), ...args], true);
+  await client.write(text);
+  await client.closeStdin();
+  return await client.finish();
+}
+
 /** Stops a server process with SIGINT and returns how it ended. */
 async function interrupt(proc: DenoProcess) {
   proc.child.kill("SIGINT");
@@ -302,69 +184,6 @@ function closedPort(): number {
   return port;
 }
 
-/** JSON.parse that returns undefined for non-JSON. */
-function tryParse(line: string): Record<string, unknown> | undefined {
-  try {
-    const value = JSON.parse(line);
-    return typeof value === "object" && value !== null ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A fake DHX/1 server for one connection: runs `script` with the accepted
- * connection and the list where it records what the client sent.
- */
-function fakeServer(
-  script: (link: LineConnection, received: string[]) => Promise<void>,
-) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const received: string[] = [];
-  const done = (async () => {
-    const conn = await listener.accept();
-    const link = new LineConnection(conn);
-    try {
-      await script(link, received);
-    } finally {
-      link.close();
-    }
-  })();
-  done.catch(() => {}); // awaited by the test; never unhandled
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    received,
-    done,
-    close: () => {
-      try {
-        listener.close();
-      } catch {
-        // already closed
-      }
-    },
-  };
-}
-
-/** Records every line the client sends until it closes (bounded). */
-async function drain(link: LineConnection, received: string[], ms = 5000): Promise<void> {
-  await within(
-    (async () => {
-      for (;;) {
-        let line: string | null;
-        try {
-          line = await link.readLine();
-        } catch {
-          return; // reset or cut mid-line: the client is gone either way
-        }
-        if (line === null) return;
-        received.push(line);
-      }
-    })(),
-    ms,
-    "the client to close the connection",
-  );
-}
-
 /** Runs the client in-process against `port` with `text` as its input. */
 function clientRun(
   port: number,
@@ -373,10 +192,73 @@ function clientRun(
   extra: { toy?: boolean; timeoutMs?: number } = {},
 ): Promise<number> {
   return within(
-    runClient({ port, input: inputOf(text), interactive: false, logger, ...extra }),
+    runClient({ port, input: textStream(text), interactive: false, logger, ...extra }),
     10_000,
     () => `runClient; client log:\n${logger.dump()}`,
   );
+}
+
+/** An in-process client reading {@link typedInput}; see {@link ServerFixture.typedClient}. */
+interface TypedClient {
+  /** Sends `line` and an LF. */
+  type(line: string): void;
+  /** Ends the input (Ctrl-D). */
+  end(): void;
+  /** runClient's exit code. */
+  readonly run: Promise<number>;
+}
+
+/** What {@link withServer} hands its body. */
+interface ServerFixture {
+  readonly server: ServerHandle;
+  readonly serverLog: CapturingLogger;
+  /** A log for the test's client. */
+  readonly clientLog: CapturingLogger;
+  /** The server's onMessage calls. */
+  readonly sink: MessageSink;
+  /** Starts runClient against the server on input the test types (log: `clientLog`). */
+  typedClient(logger?: CapturingLogger): TypedClient;
+}
+
+/**
+ * Starts a server on port 0 (logging to `serverLog`, messages to `sink`),
+ * runs `body`, then always ends the typed clients' input, closes the server
+ * and waits for those clients. Returns the fixture, for checks after close.
+ */
+async function withServer(
+  options: Omit<ServerOptions, "port" | "logger" | "onMessage">,
+  body: (fixture: ServerFixture) => Promise<void>,
+): Promise<ServerFixture> {
+  const serverLog = new CapturingLogger();
+  const sink = new MessageSink();
+  const server = startServer({ ...options, port: 0, logger: serverLog, onMessage: sink.onMessage });
+  const clients: TypedClient[] = [];
+  const fixture: ServerFixture = {
+    server,
+    serverLog,
+    clientLog: new CapturingLogger(),
+    sink,
+    typedClient(logger = fixture.clientLog) {
+      const input = typedInput();
+      const run = runClient({
+        port: server.addr.port,
+        input: input.stream,
+        interactive: false,
+        logger,
+      });
+      const client = { type: input.type, end: input.end, run };
+      clients.push(client);
+      return client;
+    },
+  };
+  try {
+    await body(fixture);
+  } finally {
+    for (const client of clients) client.end();
+    await server.close();
+    for (const client of clients) await client.run.catch(() => {});
+  }
+  return fixture;
 }
 
 // ───────────────────────────────────────────────────────────────────────────
@@ -384,11 +266,7 @@ function clientRun(
 // ───────────────────────────────────────────────────────────────────────────
 
 Deno.test("in-process secure session: lines arrive in order, acks, same fingerprint", async () => {
-  const serverLog = new CapturingLogger();
-  const clientLog = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({ port: 0, logger: serverLog, onMessage: sink.onMessage });
-  try {
+  const { server } = await withServer({}, async ({ server, serverLog, clientLog, sink }) => {
     assert.equal(server.addr.hostname, "127.0.0.1");
     assert.notEqual(server.addr.port, 0);
     const lines = ["hello", "second line", "ünïcödé ✓", "", "last"];
@@ -424,25 +302,13 @@ Deno.test("in-process secure session: lines arrive in order, acks, same fingerpr
     await serverLog.waitFor(/disconnected$/); // the client's bye arrived
     assert.ok(!serverLog.lines.some((l) => l.includes("without bye")), serverLog.dump());
     assert.deepEqual(serverLog.errors, [], serverLog.dump());
-  } finally {
-    await server.close();
-  }
+  });
   assert.equal(server.connections, 0);
 });
 
 Deno.test("in-process toy session: the original's numbers and the vector fingerprint", async () => {
-  const serverLog = new CapturingLogger();
-  const clientLog = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({
-    port: 0,
-    group: GROUPS.toy,
-    cipher: TOY_CIPHER,
-    privateKey: 3n,
-    logger: serverLog,
-    onMessage: sink.onMessage,
-  });
-  try {
+  const toy = { group: GROUPS.toy, cipher: TOY_CIPHER, privateKey: 3n };
+  await withServer(toy, async ({ server, serverLog, clientLog, sink }) => {
     const code = await clientRun(server.addr.port, "hello\nexit?\n", clientLog, { toy: true });
     assert.equal(code, 0, clientLog.dump());
     assert.deepEqual(sink.texts(), ["hello", "exit?"]);
@@ -455,39 +321,27 @@ Deno.test("in-process toy session: the original's numbers and the vector fingerp
     assert.equal(clientLog.fingerprint(), TOY_FINGERPRINT, clientLog.dump());
     assert.ok(clientLog.successes.includes("Message 0 acknowledged"), clientLog.dump());
     assert.ok(clientLog.successes.includes("Message 1 acknowledged"), clientLog.dump());
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 Deno.test("in-process: two clients at once each get their messages through", async () => {
-  const serverLog = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({ port: 0, logger: serverLog, onMessage: sink.onMessage });
-  const logs = [new CapturingLogger(), new CapturingLogger()];
-  const inputs = [typedInput(), typedInput()];
-  try {
-    const runs = inputs.map((input, i) =>
-      runClient({
-        port: server.addr.port,
-        input: input.stream,
-        interactive: false,
-        logger: logs[i],
-      })
-    );
+  await withServer({}, async ({ server, serverLog, sink, typedClient }) => {
+    const logs = [new CapturingLogger(), new CapturingLogger()];
+    const [clientA, clientB] = logs.map((log) => typedClient(log));
     // Interleave: A1, B1 — both sessions are open at the same time.
-    inputs[0].type("A1");
+    clientA.type("A1");
     await sink.waitForCount(1);
-    inputs[1].type("B1");
+    clientB.type("B1");
     await sink.waitForCount(2);
     assert.equal(server.connections, 2);
-    inputs[1].type("B2");
+    clientB.type("B2");
     await sink.waitForCount(3);
-    inputs[0].type("A2");
-    inputs[0].type("A3");
-    inputs[1].type("B3");
-    for (const input of inputs) input.end();
-    const codes = await within(Promise.all(runs), 10_000, "both clients");
+    clientA.type("A2");
+    clientA.type("A3");
+    clientB.type("B3");
+    clientA.end();
+    clientB.end();
+    const codes = await within(Promise.all([clientA.run, clientB.run]), 10_000, "both clients");
     assert.deepEqual(codes, [0, 0], logs.map((l) => l.dump()).join("\n---\n"));
     const byPeer = [...sink.byPeer().values()].sort((a, b) => a[0].localeCompare(b[0]));
     assert.deepEqual(byPeer, [["A1", "A2", "A3"], ["B1", "B2", "B3"]]);
@@ -505,35 +359,22 @@ Deno.test("in-process: two clients at once each get their messages through", asy
         serverLog.dump(),
       );
     }
-  } finally {
-    for (const input of inputs) input.end();
-    await server.close();
-  }
+  });
 });
 
 Deno.test("in-process: an `exit` line ends the session; later lines are not sent", async () => {
-  const serverLog = new CapturingLogger();
-  const clientLog = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({ port: 0, logger: serverLog, onMessage: sink.onMessage });
-  try {
+  await withServer({}, async ({ server, serverLog, clientLog, sink }) => {
     const code = await clientRun(server.addr.port, "a\nexit\nb\nc\n", clientLog);
     assert.equal(code, 0, clientLog.dump());
     await serverLog.waitFor(/disconnected$/); // bye processed: nothing more can come
     assert.deepEqual(sink.texts(), ["a"]);
     assert.ok(clientLog.successes.includes("Message 0 acknowledged"), clientLog.dump());
     assert.ok(!clientLog.lines.some((l) => /Message [1-9]/.test(l)), clientLog.dump());
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 Deno.test("in-process: empty input → handshake, bye, exit 0, no messages", async () => {
-  const serverLog = new CapturingLogger();
-  const clientLog = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({ port: 0, logger: serverLog, onMessage: sink.onMessage });
-  try {
+  await withServer({}, async ({ server, serverLog, clientLog, sink }) => {
     const code = await clientRun(server.addr.port, "", clientLog);
     assert.equal(code, 0, clientLog.dump());
     assert.ok(clientLog.fingerprint(), clientLog.dump());
@@ -542,45 +383,26 @@ Deno.test("in-process: empty input → handshake, bye, exit 0, no messages", asy
     assert.deepEqual(sink.messages, []);
     assert.deepEqual(clientLog.errors, []);
     assert.deepEqual(serverLog.errors, []);
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 Deno.test("in-process: server.close() sends bye; an idle client ends by itself with 0", async () => {
-  const serverLog = new CapturingLogger();
-  const clientLog = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({ port: 0, logger: serverLog, onMessage: sink.onMessage });
-  const input = typedInput();
-  try {
-    const run = runClient({
-      port: server.addr.port,
-      input: input.stream,
-      interactive: false,
-      logger: clientLog,
-    });
-    input.type("before close");
+  await withServer({}, async ({ server, clientLog, sink, typedClient }) => {
+    const client = typedClient();
+    client.type("before close");
     await clientLog.waitFor(/Message 0 acknowledged/);
     await within(server.close(), 5000, "server.close()");
     // The input stays open: only the server's bye can end the session.
-    const code = await within(run, 5000, () => `client after bye:\n${clientLog.dump()}`);
+    const code = await within(client.run, 5000, () => `client after bye:\n${clientLog.dump()}`);
     assert.equal(code, 0, clientLog.dump());
     assert.ok(clientLog.infos.includes("Server ended the session"), clientLog.dump());
     assert.deepEqual(sink.texts(), ["before close"]);
     assert.equal(server.connections, 0);
-  } finally {
-    input.end();
-    await server.close();
-  }
+  });
 });
 
 Deno.test("in-process: 60 messages, whitespace, control characters and 200 KB arrive intact", async () => {
-  const serverLog = new CapturingLogger();
-  const clientLog = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({ port: 0, logger: serverLog, onMessage: sink.onMessage });
-  try {
+  await withServer({}, async ({ server, serverLog, clientLog, sink }) => {
     const lines = [
       "  leading spaces",
       "trailing spaces  ",
@@ -598,36 +420,20 @@ Deno.test("in-process: 60 messages, whitespace, control characters and 200 KB ar
     // The server's console never receives raw control characters from a peer.
     const shown = serverLog.successes.find((l) => l.includes("bell"));
     assert.ok(shown?.endsWith("bell\\u{7} and escape \\u{1b}[31m"), shown);
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 Deno.test("in-process: CRLF input and an unterminated last line are sent as typed", async () => {
-  const clientLog = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({ port: 0, logger: new CapturingLogger(), onMessage: sink.onMessage });
-  try {
+  await withServer({}, async ({ server, clientLog, sink }) => {
     const code = await clientRun(server.addr.port, "crlf\r\nplain\nno newline", clientLog);
     assert.equal(code, 0, clientLog.dump());
     assert.deepEqual(sink.texts(), ["crlf", "plain", "no newline"]);
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 Deno.test("in-process: a --toy client accepts custom parameters; both ends agree", async () => {
-  const serverLog = new CapturingLogger();
-  const clientLog = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({
-    port: 0,
-    group: customGroup(467n, 2n),
-    cipher: TOY_CIPHER,
-    logger: serverLog,
-    onMessage: sink.onMessage,
-  });
-  try {
+  const custom = { group: customGroup(467n, 2n), cipher: TOY_CIPHER };
+  await withServer(custom, async ({ server, serverLog, clientLog, sink }) => {
     const code = await clientRun(server.addr.port, "custom\n", clientLog, { toy: true });
     assert.equal(code, 0, clientLog.dump());
     assert.deepEqual(sink.texts(), ["custom"]);
@@ -638,116 +444,57 @@ Deno.test("in-process: a --toy client accepts custom parameters; both ends agree
       log.infos.find((l) => l.startsWith("Shared key calculated: "));
     assert.match(shared(clientLog) ?? "", /^Shared key calculated: \d+$/);
     assert.equal(shared(serverLog), shared(clientLog));
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 Deno.test("in-process: a server at maxClients tells the next peer it is full", async () => {
-  const serverLog = new CapturingLogger();
-  const clientLog = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({
-    port: 0,
-    maxClients: 1,
-    logger: serverLog,
-    onMessage: sink.onMessage,
-  });
-  const input = typedInput();
-  let run: Promise<number> | undefined;
-  try {
-    run = runClient({
-      port: server.addr.port,
-      input: input.stream,
-      interactive: false,
-      logger: clientLog,
-    });
-    input.type("first");
-    await sink.waitForCount(1);
-    const extraLog = new CapturingLogger();
-    const code = await clientRun(server.addr.port, "second\n", extraLog);
-    assert.equal(code, 1, extraLog.dump());
-    assert.ok(extraLog.errors.some((e) => /server full/.test(e)), extraLog.dump());
-    assert.ok(serverLog.errors.some((e) => /server full/.test(e)), serverLog.dump());
-    input.type("still here");
-    await sink.waitForCount(2);
-    input.end();
-    assert.equal(await within(run, 5000, "first client"), 0, clientLog.dump());
-    assert.deepEqual(sink.texts(), ["first", "still here"]);
-  } finally {
-    input.end();
-    await server.close();
-    await run?.catch(() => {});
-  }
+  await withServer(
+    { maxClients: 1 },
+    async ({ server, serverLog, clientLog, sink, typedClient }) => {
+      const client = typedClient();
+      client.type("first");
+      await sink.waitForCount(1);
+      const extraLog = new CapturingLogger();
+      const code = await clientRun(server.addr.port, "second\n", extraLog);
+      assert.equal(code, 1, extraLog.dump());
+      assert.ok(extraLog.errors.some((e) => /server full/.test(e)), extraLog.dump());
+      assert.ok(serverLog.errors.some((e) => /server full/.test(e)), serverLog.dump());
+      client.type("still here");
+      await sink.waitForCount(2);
+      client.end();
+      assert.equal(await within(client.run, 5000, "first client"), 0, clientLog.dump());
+      assert.deepEqual(sink.texts(), ["first", "still here"]);
+    },
+  );
 });
 
-/** A raw TCP peer of the server, for breaking the protocol by hand. */
-interface RawPeer {
-  /** The server's hello line. */
-  hello: string;
-  /** Writes bytes exactly as given (no LF added). */
-  write(text: string): Promise<void>;
-}
-
 Deno.test("in-process: the server drops broken peers and keeps serving a live client", async (t) => {
-  const serverLog = new CapturingLogger();
-  const clientLog = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({
-    port: 0,
-    logger: serverLog,
-    onMessage: sink.onMessage,
+  const options = {
     maxLine: 1024,
     handshakeTimeoutMs: 8000, // generous: a raw peer's own ffdhe2048 math may be slow under load
-  });
-  const input = typedInput();
-  let run: Promise<number> | undefined;
-  try {
-    run = runClient({
-      port: server.addr.port,
-      input: input.stream,
-      interactive: false,
-      logger: clientLog,
-    });
-    input.type("before");
+  };
+  await withServer(options, async ({ server, serverLog, clientLog, sink, typedClient }) => {
+    const client = typedClient();
+    client.type("before");
     await sink.waitForCount(1);
 
-    /** Runs `misbehave` on a fresh connection; returns the frames the server sent after it. */
+    /**
+     * Runs `misbehave` on a fresh connection (after the server's hello);
+     * returns the frames the server sent after it.
+     */
     const misbehaving = async (
-      misbehave: (peer: RawPeer) => Promise<void>,
+      misbehave: (peer: RawPeer, hello: string) => Promise<void>,
       port = server.addr.port,
     ) => {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      const reader = new LineReader(conn.readable);
-      const after: (Record<string, unknown> | undefined)[] = [];
+      const peer = await RawPeer.connect(port);
       try {
-        const hello = await within(reader.readLine(), 5000, "hello");
+        const hello = await peer.readLine(5000);
         assert.equal(tryParse(hello!)?.type, "hello");
-        await misbehave({
-          hello: hello!,
-          write: async (text) => {
-            await conn.write(encoder.encode(text));
-          },
-        });
-        await within(
-          (async () => {
-            for (;;) {
-              const line = await reader.readLine().catch(() => null);
-              if (line === null) return;
-              after.push(tryParse(line));
-            }
-          })(),
-          5000,
-          "the server to close the connection",
-        );
+        await misbehave(peer, hello!);
+        return (await peer.readToEof(5000)).map(tryParse);
       } finally {
-        try {
-          conn.close();
-        } catch {
-          // the readable stream already closed it at end of input
-        }
+        peer.close();
       }
-      return after;
     };
 
     await t.step("garbage instead of a key → error frame, closed", async () => {
@@ -765,18 +512,15 @@ Deno.test("in-process: the server drops broken peers and keeps serving a live cl
     });
 
     await t.step("silence → handshake timeout error frame", async () => {
-      const impatientLog = new CapturingLogger();
-      const impatient = startServer({ port: 0, logger: impatientLog, handshakeTimeoutMs: 300 });
-      try {
+      await withServer({ handshakeTimeoutMs: 300 }, async (impatient) => {
         const started = performance.now();
-        const frames = await misbehaving(() => Promise.resolve(), impatient.addr.port);
+        const frames = await misbehaving(() => Promise.resolve(), impatient.server.addr.port);
         assert.ok(performance.now() - started >= 250, "closed before the handshake timeout");
         assert.deepEqual(frames.map((f) => f?.type), ["error"]);
         assert.match(String(frames[0]?.message), /timeout/);
+        const impatientLog = impatient.serverLog;
         assert.ok(impatientLog.errors.some((e) => /timeout/.test(e)), impatientLog.dump());
-      } finally {
-        await impatient.close();
-      }
+      });
     });
 
     await t.step("an overlong line is refused before any LF arrives", async () => {
@@ -787,22 +531,20 @@ Deno.test("in-process: the server drops broken peers and keeps serving a live cl
     });
 
     await t.step("a msg with a flipped tag → authentication error, not delivered", async () => {
-      const frames = await misbehaving(async (peer) => {
-        const hello = parseHello(peer.hello, { insecure: false });
+      const frames = await misbehaving(async (peer, helloLine) => {
+        const hello = parseHello(helloLine, { insecure: false });
         const { keyLine, session } = await respondToHello(hello);
-        const record = JSON.parse(await session.seal("msg", "forged"));
-        const tag = Uint8Array.fromBase64(record.tag);
-        tag[0] ^= 1;
-        record.tag = tag.toBase64();
-        await peer.write(`${keyLine}\n${JSON.stringify(record)}\n`);
+        const record = await session.seal("msg", "forged");
+        const forged = withFields(record, { tag: flipBit(JSON.parse(record).tag, 0) });
+        await peer.write(`${keyLine}\n${forged}\n`);
       });
       assert.deepEqual(frames.map((f) => f?.type), ["error"]);
       assert.match(String(frames[0]?.message), /authentication/);
     });
 
     await t.step("a replayed msg (seq 0 twice) → sequence error; only one delivery", async () => {
-      const frames = await misbehaving(async (peer) => {
-        const hello = parseHello(peer.hello, { insecure: false });
+      const frames = await misbehaving(async (peer, helloLine) => {
+        const hello = parseHello(helloLine, { insecure: false });
         const { keyLine, session } = await respondToHello(hello);
         const record = await session.seal("msg", "replayed");
         await peer.write(`${keyLine}\n${record}\n${record}\n`);
@@ -812,17 +554,13 @@ Deno.test("in-process: the server drops broken peers and keeps serving a live cl
     });
 
     // The live client was never disturbed.
-    input.type("after");
+    client.type("after");
     await sink.waitForCount(3);
     assert.deepEqual(sink.texts(), ["before", "replayed", "after"]);
-    input.end();
-    assert.equal(await within(run, 5000, "live client"), 0, clientLog.dump());
+    client.end();
+    assert.equal(await within(client.run, 5000, "live client"), 0, clientLog.dump());
     assert.equal(serverLog.errors.length, 5, serverLog.dump());
-  } finally {
-    input.end();
-    await server.close();
-    await run?.catch(() => {});
-  }
+  });
 });
 
 // ───────────────────────────────────────────────────────────────────────────
@@ -832,10 +570,7 @@ Deno.test("in-process: the server drops broken peers and keeps serving a live cl
 Deno.test("processes: secure server and piped client exchange two lines", async () => {
   const { proc: server, port } = await spawnServer([]);
   await using _server = server;
-  await using client = new DenoProcess(CLIENT_SCRIPT, ["--port", String(port)], true);
-  await client.write("a\nb\n");
-  await client.closeStdin();
-  const result = await client.finish();
+  const result = await pipedClient(port, [], "a\nb\n");
   assert.equal(result.code, 0, `client stdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
   assert.equal(result.stderr, "");
   assert.match(result.stdout, /^\[\+\] Message 0 acknowledged$/m);
@@ -855,10 +590,7 @@ Deno.test("processes: --toy server and --toy client print the original's numbers
   const { proc: server, port } = await spawnServer(["--toy"]);
   await using _server = server;
   await server.waitForStdout(/^\[\*\] Shared parameters: p = 23, g = 5 /m);
-  await using client = new DenoProcess(CLIENT_SCRIPT, ["--port", String(port), "--toy"], true);
-  await client.write("hello\n");
-  await client.closeStdin();
-  const result = await client.finish();
+  const result = await pipedClient(port, ["--toy"], "hello\n");
   assert.equal(result.code, 0, `client stdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
   assert.match(result.stdout, /^\[\*\] Received server public key: 10$/m);
   assert.match(result.stdout, /^\[\*\] Shared key calculated: 19$/m);
@@ -986,10 +718,7 @@ Deno.test("processes: --help, unknown flags and bad values", async () => {
 Deno.test("processes: a secure client refuses a --toy server before sending its key", async () => {
   const { proc: server, port } = await spawnServer(["--toy"]);
   await using _server = server;
-  await using client = new DenoProcess(CLIENT_SCRIPT, ["--port", String(port)], true);
-  await client.write("secret\n");
-  await client.closeStdin();
-  const result = await client.finish();
+  const result = await pipedClient(port, [], "secret\n");
   assert.equal(result.code, 1, `client stdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
   assert.match(result.stderr, /^\[!\] .*toy/m);
   assert.match(result.stderr, /--toy/);
@@ -1006,74 +735,59 @@ Deno.test("processes: a secure client refuses a --toy server before sending its 
 // ───────────────────────────────────────────────────────────────────────────
 
 const FF = GROUPS.ffdhe2048;
-const FF_PUBLIC = derivePublicKey(FF, 0xC0FFEEn).toString();
-
-/** A hello offering ffdhe2048 + the secure cipher, with `changes` applied. */
-function helloLine(changes: Record<string, unknown> = {}): string {
-  return JSON.stringify({
-    type: "hello",
-    protocol: "dhx/1",
-    group: "ffdhe2048",
-    p: FF.p.toString(),
-    g: "2",
-    publicKey: FF_PUBLIC,
-    cipher: SECURE_CIPHER,
-    ...changes,
-  });
-}
 
 Deno.test("client refuses unacceptable hellos before it sends a key", async (t) => {
   const cases: { name: string; hello: string; reason: RegExp }[] = [
     {
       name: "toy group with xor8",
-      hello: helloLine({ group: "toy", p: "23", g: "5", publicKey: "10", cipher: "xor8" }),
+      hello: helloWith({ group: "toy", p: "23", g: "5", publicKey: "10", cipher: "xor8" }),
       reason: /toy.*--toy/,
     },
     {
       name: "toy group with the secure cipher",
-      hello: helloLine({ group: "toy", p: "23", g: "5", publicKey: "10" }),
+      hello: helloWith({ group: "toy", p: "23", g: "5", publicKey: "10" }),
       reason: /toy.*--toy/,
     },
     {
       name: "custom group",
-      hello: helloLine({ group: "custom", p: String(2n ** 127n - 1n), g: "3", publicKey: "12345" }),
+      hello: helloWith({ group: "custom", p: String(2n ** 127n - 1n), g: "3", publicKey: "12345" }),
       reason: /custom/,
     },
     {
       name: "custom name with ffdhe2048's own p and g",
-      hello: helloLine({ group: "custom" }),
+      hello: helloWith({ group: "custom" }),
       reason: /custom/,
     },
     {
       name: "ffdhe2048 name with a different p (modp2048's)",
-      hello: helloLine({ p: GROUPS.modp2048.p.toString() }),
+      hello: helloWith({ p: GROUPS.modp2048.p.toString() }),
       reason: /differ/,
     },
     {
       name: "ffdhe2048 name with p - 2",
-      hello: helloLine({ p: (FF.p - 2n).toString() }),
+      hello: helloWith({ p: (FF.p - 2n).toString() }),
       reason: /differ/,
     },
-    { name: "g = 5 with ffdhe2048's p", hello: helloLine({ g: "5" }), reason: /differ/ },
-    { name: "xor8 with ffdhe2048", hello: helloLine({ cipher: "xor8" }), reason: /xor8/ },
-    { name: "unknown cipher", hello: helloLine({ cipher: "rot13" }), reason: /cipher/ },
-    { name: "protocol dhx/2", hello: helloLine({ protocol: "dhx/2" }), reason: /dhx\/2/ },
-    { name: "protocol missing", hello: helloLine({ protocol: undefined }), reason: /protocol/ },
-    { name: "public key 0", hello: helloLine({ publicKey: "0" }), reason: /public key/ },
-    { name: "public key 1", hello: helloLine({ publicKey: "1" }), reason: /public key/ },
+    { name: "g = 5 with ffdhe2048's p", hello: helloWith({ g: "5" }), reason: /differ/ },
+    { name: "xor8 with ffdhe2048", hello: helloWith({ cipher: "xor8" }), reason: /xor8/ },
+    { name: "unknown cipher", hello: helloWith({ cipher: "rot13" }), reason: /cipher/ },
+    { name: "protocol dhx/2", hello: helloWith({ protocol: "dhx/2" }), reason: /dhx\/2/ },
+    { name: "protocol missing", hello: helloWith({ protocol: undefined }), reason: /protocol/ },
+    { name: "public key 0", hello: helloWith({ publicKey: "0" }), reason: /public key/ },
+    { name: "public key 1", hello: helloWith({ publicKey: "1" }), reason: /public key/ },
     {
       name: "public key p - 1",
-      hello: helloLine({ publicKey: (FF.p - 1n).toString() }),
+      hello: helloWith({ publicKey: (FF.p - 1n).toString() }),
       reason: /public key/,
     },
     {
       name: "public key p",
-      hello: helloLine({ publicKey: FF.p.toString() }),
+      hello: helloWith({ publicKey: FF.p.toString() }),
       reason: /public key/,
     },
     {
       name: "public key as a JSON number",
-      hello: helloLine({ publicKey: 5 }),
+      hello: helloWith({ publicKey: 5 }),
       reason: /publicKey/,
     },
     { name: "garbage line", hello: "HTTP/1.1 400 Bad Request", reason: /JSON/ },
@@ -1085,9 +799,9 @@ Deno.test("client refuses unacceptable hellos before it sends a key", async (t) 
   ];
   for (const { name, hello, reason } of cases) {
     await t.step(name, async () => {
-      const fake = fakeServer(async (link, received) => {
-        await link.writeLine(hello);
-        await drain(link, received);
+      const fake = fakeServer(async (peer) => {
+        await peer.writeLine(hello);
+        await peer.readToEof(5000); // everything the client sends until it closes
       });
       const log = new CapturingLogger();
       try {
@@ -1120,30 +834,24 @@ Deno.test("client refuses unacceptable hellos before it sends a key", async (t) 
  * `reply`, and records everything the client sent.
  */
 function handshakingServer(
-  reply: (line: string, session: Awaited<ReturnType<typeof acceptKey>>) => Promise<string[]>,
-) {
-  return fakeServer(async (link, received) => {
-    const offer = createOffer(FF, SECURE_CIPHER);
-    await link.writeLine(offer.line);
-    const keyLine = await within(link.readLine(), 5000, "key line");
-    assert.ok(keyLine !== null);
-    received.push(keyLine);
-    const session = await acceptKey(offer, keyLine);
+  reply: (line: string, session: Session) => Promise<string[]>,
+): FakeServer {
+  return fakeServer(async (peer) => {
+    const session = await serveHandshake(peer);
     await within(
       (async () => {
         for (;;) {
           let line: string | null;
           try {
-            line = await link.readLine();
+            line = await peer.readLine(8000);
           } catch {
             return;
           }
           if (line === null) return;
-          received.push(line);
           const frame = tryParse(line);
           if (frame?.type !== "msg") continue;
           await session.open(line);
-          for (const out of await reply(line, session)) await link.writeLine(out);
+          for (const out of await reply(line, session)) await peer.writeLine(out);
         }
       })(),
       8000,
@@ -1153,7 +861,7 @@ function handshakingServer(
 }
 
 async function expectClientFailure(
-  fake: ReturnType<typeof fakeServer>,
+  fake: FakeServer,
   input: string,
   reason: RegExp,
   extra: { timeoutMs?: number } = {},
@@ -1173,11 +881,8 @@ async function expectClientFailure(
 
 Deno.test("client: an ack with one bit of its tag flipped → authentication error, exit 1", async () => {
   const fake = handshakingServer(async (_line, session) => {
-    const ack = JSON.parse(await session.seal("ack", "0"));
-    const tag = Uint8Array.fromBase64(ack.tag);
-    tag[7] ^= 0x10;
-    ack.tag = tag.toBase64();
-    return [JSON.stringify(ack)];
+    const ack = await session.seal("ack", "0");
+    return [withFields(ack, { tag: flipBit(JSON.parse(ack).tag, 7, 4) })];
   });
   const log = await expectClientFailure(fake, "tamper me\n", /authentication/);
   assert.ok(!log.successes.includes("Message 0 acknowledged"), log.dump());

@@ -15,7 +15,6 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import net from "node:net";
 import {
-  acceptKey,
   createOffer,
   derivePublicKey,
   GROUPS,
@@ -34,8 +33,24 @@ import {
   startServer,
 } from "../server.ts";
 import { type ClientOptions, runClient } from "../client.ts";
+import {
+  CapturingLogger,
+  FAKE_SERVER_KEY,
+  fakeServer,
+  flipBit,
+  type Frame,
+  helloWith,
+  HOST,
+  MessageSink,
+  peerPattern,
+  RawPeer,
+  serveHandshake,
+  textStream,
+  tryParse,
+  typedInput,
+  within,
+} from "./support.ts";
 
-const HOST = "127.0.0.1";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const FFDHE2048 = GROUPS.ffdhe2048;
@@ -51,19 +66,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** `promise`, or a rejection naming `what` after `ms`: nothing here may hang. */
-async function deadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Polls `condition` (for state with no event, such as `handle.connections`). */
 async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
   const end = performance.now() + ms;
@@ -74,91 +76,22 @@ async function until(condition: () => boolean, ms: number, what: string): Promis
 }
 
 // ───────────────────────────────────────────────────────────────────────────
-// Capturing logger
-// ───────────────────────────────────────────────────────────────────────────
-
-type Level = "info" | "success" | "notice" | "error";
-
-interface LogEntry {
-  readonly level: Level;
-  readonly message: string;
-}
-
-/** The server names a connection "127.0.0.1:PORT"; match it without matching PORT0. */
-function peerPattern(peer: string): RegExp {
-  return new RegExp(`^${peer.replaceAll(".", "\\.")}(?![0-9])`);
-}
-
-/** A {@link Logger} that keeps every line and lets a test await one. */
-class CaptureLogger implements Logger {
-  readonly entries: LogEntry[] = [];
-  #waiters: { test: (entry: LogEntry) => boolean; resolve: (entry: LogEntry) => void }[] = [];
-
-  info(message: string): void {
-    this.#push("info", message);
-  }
-  success(message: string): void {
-    this.#push("success", message);
-  }
-  notice(message: string): void {
-    this.#push("notice", message);
-  }
-  error(message: string): void {
-    this.#push("error", message);
-  }
-
-  get errors(): string[] {
-    return this.entries.filter((e) => e.level === "error").map((e) => e.message);
-  }
-
-  /** Lines about one connection (as the server names it), optionally of one level. */
-  about(peer: string, level?: Level): LogEntry[] {
-    const pattern = peerPattern(peer);
-    return this.entries.filter((e) => pattern.test(e.message) && (!level || e.level === level));
-  }
-
-  /** The first line satisfying `test`, now or when it is logged. */
-  waitFor(test: (entry: LogEntry) => boolean, ms: number, what: string): Promise<LogEntry> {
-    const found = this.entries.find(test);
-    if (found) return Promise.resolve(found);
-    return deadline(
-      new Promise<LogEntry>((resolve) => this.#waiters.push({ test, resolve })),
-      ms,
-      `log line: ${what}`,
-    );
-  }
-
-  #push(level: Level, message: string): void {
-    const entry = { level, message };
-    this.entries.push(entry);
-    for (const waiter of [...this.#waiters]) {
-      if (waiter.test(entry)) {
-        this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
-        waiter.resolve(entry);
-      }
-    }
-  }
-}
-
-// ───────────────────────────────────────────────────────────────────────────
 // In-process server
 // ───────────────────────────────────────────────────────────────────────────
 
 interface TestServer {
   readonly handle: ServerHandle;
   readonly port: number;
-  readonly log: CaptureLogger;
-  readonly messages: ReceivedMessage[];
+  readonly log: CapturingLogger;
+  readonly messages: readonly ReceivedMessage[];
   /** True once the accept loop has returned (it must not before `stop`). */
   readonly acceptLoopEnded: boolean;
-  waitForMessage(text: string, ms?: number): Promise<ReceivedMessage>;
   stop(): Promise<void>;
 }
 
 function startTestServer(options: ServerOptions = {}): TestServer {
-  const log = new CaptureLogger();
-  const messages: ReceivedMessage[] = [];
-  const waiters = new Map<string, (message: ReceivedMessage) => void>();
+  const log = new CapturingLogger();
+  const sink = new MessageSink();
   let stopping = false;
   let acceptLoopEnded = false;
   const handle = startServer({
@@ -166,10 +99,7 @@ function startTestServer(options: ServerOptions = {}): TestServer {
     handshakeTimeoutMs: 5000,
     logger: log,
     ...options,
-    onMessage: (message) => {
-      messages.push(message);
-      waiters.get(message.text)?.(message);
-    },
+    onMessage: sink.onMessage,
   });
   handle.finished.then(() => {
     if (!stopping) acceptLoopEnded = true;
@@ -178,29 +108,21 @@ function startTestServer(options: ServerOptions = {}): TestServer {
     handle,
     port: handle.addr.port,
     log,
-    messages,
+    messages: sink.messages,
     get acceptLoopEnded() {
       return acceptLoopEnded;
-    },
-    waitForMessage(text, ms = 3000) {
-      const found = messages.find((m) => m.text === text);
-      if (found) return Promise.resolve(found);
-      return deadline(
-        new Promise<ReceivedMessage>((resolve) => waiters.set(text, resolve)),
-        ms,
-        `server to receive ${JSON.stringify(text)}`,
-      );
     },
     async stop() {
       assert.equal(acceptLoopEnded, false, "the accept loop ended before close()");
       stopping = true;
-      await deadline(handle.close(), 5000, "server close");
+      await within(handle.close(), 5000, "server close");
     },
   };
 }
 
+/** The client's whole input: each line and an LF, in one chunk. */
 function linesStream(lines: readonly string[]): ReadableStream<Uint8Array> {
-  return ReadableStream.from([encoder.encode(lines.map((line) => line + "\n").join(""))]);
+  return textStream(lines.map((line) => line + "\n").join(""));
 }
 
 let goodClients = 0;
@@ -216,8 +138,8 @@ async function assertGoodClient(
 ): Promise<void> {
   const id = `good${++goodClients}-${crypto.randomUUID().slice(0, 8)}`;
   const lines = Array.from({ length: count }, (_, i) => `${id} line ${i} ✓ ünïcödé`);
-  const log = new CaptureLogger();
-  const code = await deadline(
+  const log = new CapturingLogger();
+  const code = await within(
     runClient({
       port: server.port,
       input: linesStream(lines),
@@ -241,8 +163,6 @@ async function assertGoodClient(
 // Raw sockets
 // ───────────────────────────────────────────────────────────────────────────
 
-type Frame = Record<string, unknown>;
-
 /** Whether `text` holds a C0 control character (ESC, BEL, …) that could drive a terminal. */
 function hasControlCharacter(text: string): boolean {
   return [...text].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
@@ -255,117 +175,6 @@ function parseObject(line: string): Frame {
     `not a JSON object: ${line.slice(0, 80)}`,
   );
   return value as Frame;
-}
-
-function tryParse(line: string): Frame | undefined {
-  try {
-    return parseObject(line);
-  } catch {
-    return undefined;
-  }
-}
-
-/** A hand-driven TCP peer: hostile client, or fake server side. */
-class RawPeer {
-  readonly conn: Deno.Conn;
-  /** Every line read so far (LF and a CR before it removed). */
-  readonly received: string[] = [];
-  eof = false;
-  #buffer = new Uint8Array(0);
-  #closed = false;
-
-  constructor(conn: Deno.Conn) {
-    this.conn = conn;
-  }
-
-  static async connect(port: number): Promise<RawPeer> {
-    return new RawPeer(await deadline(Deno.connect({ hostname: HOST, port }), 3000, "connect"));
-  }
-
-  /** How the server names this connection in its log: "127.0.0.1:PORT". */
-  get peer(): string {
-    const addr = this.conn.localAddr as Deno.NetAddr;
-    return `${addr.hostname}:${addr.port}`;
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  async #fill(ms: number): Promise<void> {
-    const chunk = new Uint8Array(65_536);
-    let n: number | null;
-    try {
-      n = await deadline(this.conn.read(chunk), ms, "read from socket");
-    } catch (error) {
-      if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-      n = null;
-    }
-    if (n === null) {
-      this.eof = true;
-      return;
-    }
-    const next = new Uint8Array(this.#buffer.length + n);
-    next.set(this.#buffer);
-    next.set(chunk.subarray(0, n), this.#buffer.length);
-    this.#buffer = next;
-  }
-
-  /** The next line, or null at EOF (an unterminated tail is returned as a line). */
-  async readLine(ms = 3000): Promise<string | null> {
-    const end = performance.now() + ms;
-    for (;;) {
-      const lf = this.#buffer.indexOf(LF);
-      if (lf >= 0 || (this.eof && this.#buffer.length > 0)) {
-        let bytes = this.#buffer.subarray(0, lf >= 0 ? lf : this.#buffer.length);
-        this.#buffer = this.#buffer.subarray(lf >= 0 ? lf + 1 : this.#buffer.length);
-        if (bytes.at(-1) === 0x0d) bytes = bytes.subarray(0, -1);
-        const line = decoder.decode(bytes);
-        this.received.push(line);
-        return line;
-      }
-      if (this.eof) return null;
-      await this.#fill(Math.max(1, end - performance.now()));
-    }
-  }
-
-  async readFrame(ms = 3000): Promise<Frame | null> {
-    const line = await this.readLine(ms);
-    return line === null ? null : parseObject(line);
-  }
-
-  /** Every remaining line up to EOF; fails if EOF does not come within `ms`. */
-  async readToEof(ms = 3000): Promise<string[]> {
-    const end = performance.now() + ms;
-    const lines: string[] = [];
-    for (;;) {
-      const line = await this.readLine(Math.max(1, end - performance.now()));
-      if (line === null) return lines;
-      lines.push(line);
-    }
-  }
-
-  async write(data: string | Uint8Array): Promise<void> {
-    let bytes = typeof data === "string" ? encoder.encode(data) : data;
-    while (bytes.length > 0) {
-      const n = await deadline(this.conn.write(bytes), 3000, "write to socket");
-      bytes = bytes.subarray(n);
-    }
-  }
-
-  writeLine(line: string): Promise<void> {
-    return this.write(line + "\n");
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.conn.close();
-    } catch {
-      // already closed
-    }
-  }
 }
 
 /** Lines from a node:net socket, one per call. */
@@ -387,7 +196,7 @@ function nodeLineReader(socket: net.Socket): (ms?: number) => Promise<string> {
     }
   });
   return (ms = 3000) =>
-    queue.length > 0 ? Promise.resolve(queue.shift()!) : deadline(
+    queue.length > 0 ? Promise.resolve(queue.shift()!) : within(
       new Promise<string>((resolve) => waiter = resolve),
       ms,
       "a line on the node:net socket",
@@ -515,12 +324,6 @@ async function handSealed(
   const tag = new Uint8Array(await crypto.subtle.sign("HMAC", mac, input));
   const data = plaintext.length === 0 ? "" : ciphertext.toBase64();
   return JSON.stringify({ type, seq, data, tag: tag.toBase64() });
-}
-
-function flipBase64Bit(text: string, bit = 0): string {
-  const bytes = Uint8Array.fromBase64(text);
-  bytes[bit >> 3] ^= 1 << (bit & 7);
-  return bytes.toBase64();
 }
 
 // ═══════════════════════════════════════════════════════════════════════════
@@ -837,48 +640,35 @@ Deno.test("server rejects forged, replayed and malformed records and keeps servi
       }
     });
 
-    await attackCase(
-      "bad tag (one bit flipped)",
-      mutated((r) => {
-        r.tag = flipBase64Bit(r.tag as string, 77);
-      }),
-      /authentication failed/,
-    );
-    await attackCase(
-      "bad ciphertext (one bit flipped, tag intact)",
-      mutated((r) => {
-        r.data = flipBase64Bit(r.data as string, 3);
-      }),
-      /authentication failed/,
-    );
-    await attackCase(
-      "type changed msg → bye under the msg's tag",
-      mutated((r) => {
-        r.type = "bye";
-      }),
-      /authentication failed/,
-    );
-    await attackCase(
-      "tag truncated to 16 bytes",
-      mutated((r) => {
-        r.tag = Uint8Array.fromBase64(r.tag as string).subarray(0, 16).toBase64();
-      }),
-      /authentication failed/,
-    );
-    await attackCase(
-      "empty tag",
-      mutated((r) => {
-        r.tag = "";
-      }),
-      /authentication failed/,
-    );
-    await attackCase(
-      "missing tag",
-      mutated((r) => {
-        delete r.tag;
-      }),
-      /tag is not standard padded base64/,
-    );
+    /** A step: its name, an edit of a sealed msg's JSON fields, the rejection expected. */
+    type Mutation = [name: string, mutate: (record: Frame) => void, pattern: RegExp];
+    const tagAndData: Mutation[] = [
+      [
+        "bad tag (one bit flipped)",
+        (r) => r.tag = flipBit(r.tag as string, 9, 5),
+        /authentication failed/,
+      ],
+      [
+        "bad ciphertext (one bit flipped, tag intact)",
+        (r) => r.data = flipBit(r.data as string, 0, 3),
+        /authentication failed/,
+      ],
+      [
+        "type changed msg → bye under the msg's tag",
+        (r) => r.type = "bye",
+        /authentication failed/,
+      ],
+      [
+        "tag truncated to 16 bytes",
+        (r) => r.tag = Uint8Array.fromBase64(r.tag as string).subarray(0, 16).toBase64(),
+        /authentication failed/,
+      ],
+      ["empty tag", (r) => r.tag = "", /authentication failed/],
+      ["missing tag", (r) => delete r.tag, /tag is not standard padded base64/],
+    ];
+    for (const [name, mutate, pattern] of tagAndData) {
+      await attackCase(name, mutated(mutate), pattern);
+    }
     await attackCase("record sealed with the server→client keys", async (s) => {
       const reflected = await handSealed(
         s.session.keySchedule.slice(64),
@@ -897,29 +687,6 @@ Deno.test("server rejects forged, replayed and malformed records and keeps servi
       await s.session.seal("msg", "lost");
       await s.raw.writeLine(await s.session.seal("msg", "second"));
     }, /wrong sequence number 2, expected 1/);
-    await attackCase(
-      "seq as a string",
-      mutated((r) => {
-        r.seq = String(r.seq);
-      }),
-      /wrong sequence number "1"/,
-    );
-    for (const seq of [null, 0.5, -1, 1e300, true, [1]]) {
-      await attackCase(
-        `seq ${JSON.stringify(seq)}`,
-        mutated((r) => {
-          r.seq = seq;
-        }),
-        /wrong sequence number/,
-      );
-    }
-    await attackCase(
-      "seq missing",
-      mutated((r) => {
-        delete r.seq;
-      }),
-      /wrong sequence number nothing/,
-    );
     const badBase64 = [
       "!!!!",
       "QQ",
@@ -932,14 +699,22 @@ Deno.test("server rejects forged, replayed and malformed records and keeps servi
       12,
       null,
     ];
-    for (const data of badBase64) {
-      await attackCase(
+    const seqAndBase64: Mutation[] = [
+      ["seq as a string", (r) => r.seq = String(r.seq), /wrong sequence number "1"/],
+      ...[null, 0.5, -1, 1e300, true, [1]].map((seq): Mutation => [
+        `seq ${JSON.stringify(seq)}`,
+        (r) => r.seq = seq,
+        /wrong sequence number/,
+      ]),
+      ["seq missing", (r) => delete r.seq, /wrong sequence number nothing/],
+      ...badBase64.map((data): Mutation => [
         `bad base64 data ${JSON.stringify(data)}`,
-        mutated((r) => {
-          r.data = data;
-        }),
+        (r) => r.data = data,
         /data is not (standard padded|canonical) base64/,
-      );
+      ]),
+    ];
+    for (const [name, mutate, pattern] of seqAndBase64) {
+      await attackCase(name, mutated(mutate), pattern);
     }
     const invalidUtf8: [string, number[]][] = [
       ["lone 0xFF", [0xff]],
@@ -976,9 +751,7 @@ Deno.test("server rejects forged, replayed and malformed records and keeps servi
     }, /not a JSON frame/);
     await attackCase(
       "an attack before any good record (seq 0 forged)",
-      mutated((r) => {
-        r.tag = flipBase64Bit(r.tag as string, 255);
-      }),
+      mutated((r) => r.tag = flipBit(r.tag as string, 31, 7)),
       /authentication failed/,
       0,
     );
@@ -1172,7 +945,7 @@ Deno.test("clients that vanish mid-session or mid-line are logged; the server se
       const socket = net.connect(server.port, HOST);
       try {
         const readLine = nodeLineReader(socket);
-        await deadline(once(socket, "connect"), 3000, "node:net connect");
+        await within(once(socket, "connect"), 3000, "node:net connect");
         const peer = `${socket.localAddress}:${socket.localPort}`;
         const hello = parseHello(await readLine(), { insecure: false });
         const { keyLine, session } = await respondToHello(hello);
@@ -1218,7 +991,7 @@ Deno.test("clients that vanish mid-session or mid-line are logged; the server se
 interface FakeRun {
   readonly code: number;
   readonly elapsed: number;
-  readonly log: CaptureLogger;
+  readonly log: CapturingLogger;
   /** Every line the client sent to the fake server. */
   readonly received: string[];
 }
@@ -1232,49 +1005,32 @@ async function againstFakeServer(
   options: ClientOptions = {},
   input: readonly string[] | ReadableStream<Uint8Array> = ["first line", "second line"],
 ): Promise<FakeRun> {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const log = new CaptureLogger();
+  const fake = fakeServer(script);
+  const log = new CapturingLogger();
   const timeoutMs = options.timeoutMs ?? 2000;
   const started = performance.now();
   const client = runClient({
-    port: (listener.addr as Deno.NetAddr).port,
+    port: fake.port,
     input: input instanceof ReadableStream ? input : linesStream(input),
     interactive: false,
     logger: log,
     timeoutMs,
     ...options,
   }).then((code) => ({ code, elapsed: performance.now() - started }));
-  let peer: RawPeer | undefined;
   try {
-    peer = new RawPeer(await deadline(listener.accept(), 3000, "the client to connect"));
-    await script(peer);
-    const { code, elapsed } = await deadline(client, timeoutMs + 2000, "runClient to resolve");
+    await fake.done;
+    const { code, elapsed } = await within(client, timeoutMs + 2000, "runClient to resolve");
+    const peer = fake.peer!;
     if (!peer.closed) await peer.readToEof(3000);
     return { code, elapsed, log, received: peer.received };
   } finally {
-    peer?.close();
-    listener.close();
+    fake.close();
   }
 }
 
-const SERVER_B = derivePublicKey(FFDHE2048, 0xdead_beef_cafe_f00dn).toString();
-
-function helloWith(fields: Record<string, unknown>): string {
-  return JSON.stringify({
-    type: "hello",
-    protocol: "dhx/1",
-    group: "ffdhe2048",
-    p: P.toString(),
-    g: "2",
-    publicKey: SERVER_B,
-    cipher: SECURE_CIPHER,
-    ...fields,
-  });
-}
-
-function assertFailed(run: FakeRun, reason: RegExp, within: number): void {
+function assertFailed(run: FakeRun, reason: RegExp, limit: number): void {
   assert.equal(run.code, 1, `exit code (log: ${JSON.stringify(run.log.entries)})`);
-  assert.ok(run.elapsed < within, `runClient took ${run.elapsed.toFixed(0)} ms (limit ${within})`);
+  assert.ok(run.elapsed < limit, `runClient took ${run.elapsed.toFixed(0)} ms (limit ${limit})`);
   assert.ok(
     run.log.errors.some((line) => reason.test(line)),
     `no error line matches ${reason}: ${JSON.stringify(run.log.errors)}`,
@@ -1321,7 +1077,7 @@ Deno.test("client refuses hostile hellos before sending its key", async (t) => {
     ["p of 100,000 digits", helloWith({ p: "9".repeat(100_000) }), /digits/],
     ["garbage instead of hello", "HTTP/1.1 400 Bad Request", /not a JSON frame/],
     ["a JSON array instead of hello", `["hello"]`, /JSON object/],
-    ["a key frame instead of hello", `{"type":"key","publicKey":"${SERVER_B}"}`, /hello/],
+    ["a key frame instead of hello", `{"type":"key","publicKey":"${FAKE_SERVER_KEY}"}`, /hello/],
     ["an ack record instead of hello", `{"type":"ack","seq":0,"data":"","tag":""}`, /hello/],
   ];
   for (const [name, line, reason, options] of cases) {
@@ -1374,13 +1130,7 @@ Deno.test("client refuses hostile hellos before sending its key", async (t) => {
 function secureFake(
   then: (server: RawPeer, session: Session) => Promise<void>,
 ): (server: RawPeer) => Promise<void> {
-  return async (server) => {
-    const offer = createOffer(FFDHE2048, SECURE_CIPHER);
-    await server.writeLine(offer.line);
-    const keyLine = await server.readLine();
-    assert.ok(keyLine !== null, "the client sent no key");
-    await then(server, await acceptKey(offer, keyLine));
-  };
+  return async (server) => await then(server, await serveHandshake(server));
 }
 
 async function readMsg(server: RawPeer, session: Session, text: string): Promise<void> {
@@ -1409,7 +1159,7 @@ Deno.test("client rejects hostile sessions", async (t) => {
     const run = await againstFakeServer(secureFake(async (server, session) => {
       await readMsg(server, session, "first line");
       const ack = parseObject(await session.seal("ack", "0"));
-      ack.tag = flipBase64Bit(ack.tag as string, 100);
+      ack.tag = flipBit(ack.tag as string, 12, 4);
       await server.writeLine(JSON.stringify(ack));
     }));
     assertFailed(run, /authentication failed/, 2000);
@@ -1420,7 +1170,7 @@ Deno.test("client rejects hostile sessions", async (t) => {
     const run = await againstFakeServer(secureFake(async (server, session) => {
       await readMsg(server, session, "first line");
       const ack = parseObject(await session.seal("ack", "0"));
-      ack.data = flipBase64Bit(ack.data as string, 0);
+      ack.data = flipBit(ack.data as string, 0);
       await server.writeLine(JSON.stringify(ack));
     }));
     assertFailed(run, /authentication failed/, 2000);
@@ -1463,10 +1213,8 @@ Deno.test("client rejects hostile sessions", async (t) => {
   await t.step("an ack for a message never sent", async () => {
     // Input that stays open after one line, so the session is alive when the
     // extra ack arrives (no race with the client's bye).
-    const input = new ReadableStream<Uint8Array>({
-      start: (controller) => controller.enqueue(encoder.encode("first line\n")),
-      pull: () => new Promise<void>(() => {}),
-    });
+    const input = typedInput();
+    input.type("first line");
     const run = await againstFakeServer(
       secureFake(async (server, session) => {
         await readMsg(server, session, "first line");
@@ -1474,7 +1222,7 @@ Deno.test("client rejects hostile sessions", async (t) => {
         await server.writeLine(await session.seal("ack", "1"));
       }),
       {},
-      input,
+      input.stream,
     );
     assertFailed(run, /acknowledged message 1, which was never sent/, 2000);
   });
@@ -1827,18 +1575,6 @@ function splitLines(bytes: Uint8Array): (string | undefined)[] {
   return lines;
 }
 
-function jsonObject(text: string | undefined): Frame | undefined {
-  if (text === undefined) return undefined;
-  try {
-    const value: unknown = JSON.parse(text);
-    return typeof value === "object" && value !== null && !Array.isArray(value)
-      ? value as Frame
-      : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 type RecordOutcome = { acks: number; end: "open" | "error" | "silent" };
 
 /**
@@ -1851,7 +1587,7 @@ function predictRecord(original: Frame, bytes: Uint8Array): RecordOutcome {
   const lines = splitLines(bytes);
   let acks = 0;
   for (const [i, text] of lines.entries()) {
-    const value = jsonObject(text);
+    const value = tryParse(text);
     if (value?.type === "error") return { acks, end: "silent" };
     const same = value !== undefined && value.type === original.type &&
       value.seq === original.seq && value.data === original.data && value.tag === original.tag;
@@ -1883,11 +1619,11 @@ function predictKey(
   bytes: Uint8Array,
 ): "ack" | "auth" | "key-error" | "error" | "silent" {
   const lines = splitLines(bytes);
-  const first = jsonObject(lines[0]);
+  const first = tryParse(lines[0]);
   if (first?.type === "error") return "silent";
   const same = lines[0] === keyLine;
   if (!same && !validKeyFrame(first)) return "key-error";
-  if (lines.length > 1) return jsonObject(lines[1])?.type === "error" ? "silent" : "error";
+  if (lines.length > 1) return tryParse(lines[1])?.type === "error" ? "silent" : "error";
   return same ? "ack" : "auth";
 }
 
@@ -2003,7 +1739,7 @@ Deno.test("fuzz: 2,200 seeded mutations of key frames and records", async () => 
     // A good client chatting for the whole run, one line every 20 ms.
     let fuzzing = true;
     const alongside: string[] = [];
-    const goodLog = new CaptureLogger();
+    const goodLog = new CapturingLogger();
     const good = runClient({
       port: server.port,
       input: new ReadableStream<Uint8Array>({
@@ -2028,13 +1764,13 @@ Deno.test("fuzz: 2,200 seeded mutations of key frames and records", async () => 
     }));
     const results: FuzzResult[] = [];
     let next = 0;
-    await deadline(
+    await within(
       Promise.all(Array.from({ length: WORKERS }, async () => {
         while (next < jobs.length) {
           const job = jobs[next++];
           const run = job.kind === "record" ? fuzzRecord : fuzzKey;
           results.push(
-            await deadline(run(server.port, job.index, job.seed), 10_000, `job ${job.index}`),
+            await within(run(server.port, job.index, job.seed), 10_000, `job ${job.index}`),
           );
         }
       })),
@@ -2042,7 +1778,7 @@ Deno.test("fuzz: 2,200 seeded mutations of key frames and records", async () => 
       "fuzz jobs",
     );
     fuzzing = false;
-    const code = await deadline(good, 15_000, "the good client alongside the fuzzer");
+    const code = await within(good, 15_000, "the good client alongside the fuzzer");
     assert.equal(code, 0, `good client: ${goodLog.errors.join(" | ")}`);
     const goodMessages = server.messages.filter((m) => m.text.startsWith("alongside the fuzzer"));
     assert.deepEqual(goodMessages.map((m) => m.text), alongside);
@@ -2137,7 +1873,7 @@ Deno.test("soak: 500 concurrent clients × 50 messages, none lost, all in order"
     error: (message) => clientErrors.push(message),
   };
   try {
-    const codes = await deadline(
+    const codes = await within(
       Promise.all(Array.from({ length: CLIENTS }, (_, c) =>
         runClient({
           port: handle.addr.port,
@@ -2165,6 +1901,6 @@ Deno.test("soak: 500 concurrent clients × 50 messages, none lost, all in order"
     assert.ok([...nextLineByClient.values()].every((n) => n === MESSAGES));
     await until(() => handle.connections === 0, 10_000, "every soak connection closed");
   } finally {
-    await deadline(handle.close(), 10_000, "server close");
+    await within(handle.close(), 10_000, "server close");
   }
 });

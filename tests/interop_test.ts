@@ -6,18 +6,12 @@
  */
 
 import assert from "node:assert/strict";
-import { GROUPS, type Logger, TOY_CIPHER } from "../dh.ts";
+import { GROUPS, TOY_CIPHER } from "../dh.ts";
 import { startServer } from "../server.ts";
 import { runClient } from "../client.ts";
+import { CapturingLogger } from "./support.ts";
 
 const PEER = new URL("./peer.mjs", import.meta.url).pathname;
-
-/** A Logger that keeps the lines. */
-function capture(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const push = (m: string) => void lines.push(m);
-  return { lines, info: push, success: push, notice: push, error: push };
-}
 
 /** Runs the Node peer to completion and returns its last JSON line. */
 async function peerClient(port: number, args: string[]): Promise<Record<string, unknown>> {
@@ -32,14 +26,9 @@ async function peerClient(port: number, args: string[]): Promise<Record<string, 
   return JSON.parse(lines.at(-1)!);
 }
 
-/** Fingerprint from the server's "Session with … fingerprint X" line. */
-function fingerprintIn(lines: string[]): string | undefined {
-  return lines.map((l) => l.match(/fingerprint ([0-9A-F-]{19})$/)?.[1]).find(Boolean);
-}
-
 for (const mode of ["secure", "toy"] as const) {
   Deno.test(`interop (${mode}): independent Node client → server.ts`, async () => {
-    const log = capture();
+    const log = new CapturingLogger();
     const received: string[] = [];
     const server = startServer({
       port: 0,
@@ -57,8 +46,8 @@ for (const mode of ["secure", "toy"] as const) {
       ]);
       assert.deepEqual(summary.acked, ["0", "1", "2", "3"]);
       assert.deepEqual(received, words);
-      assert.equal(summary.fingerprint, fingerprintIn(log.lines), log.lines.join("\n"));
-      if (mode === "toy") assert.ok(log.lines.includes("Received client public key: 20"));
+      assert.equal(summary.fingerprint, log.fingerprint(), log.dump());
+      if (mode === "toy") assert.ok(log.infos.includes("Received client public key: 20"));
     } finally {
       await server.close();
     }
@@ -84,7 +73,7 @@ for (const mode of ["secure", "toy"] as const) {
     };
     try {
       const { port } = await nextJson() as { port: number };
-      const log = capture();
+      const log = new CapturingLogger();
       const words = ["one", "two 🙂", "three"];
       const code = await runClient({
         port,
@@ -94,11 +83,11 @@ for (const mode of ["secure", "toy"] as const) {
         logger: log,
         timeoutMs: 5000,
       });
-      assert.equal(code, 0, log.lines.join("\n"));
+      assert.equal(code, 0, log.dump());
       const summary = await nextJson();
       assert.deepEqual(summary.messages, words);
-      assert.equal(summary.fingerprint, fingerprintIn(log.lines), log.lines.join("\n"));
-      for (const seq of [0, 1, 2]) assert.ok(log.lines.includes(`Message ${seq} acknowledged`));
+      assert.equal(summary.fingerprint, log.fingerprint(), log.dump());
+      for (const seq of [0, 1, 2]) assert.ok(log.successes.includes(`Message ${seq} acknowledged`));
     } finally {
       await stdout.cancel();
       await child.stderr.cancel();
