@@ -1380,7 +1380,7 @@ export class LineReader {
   #done = false;
   #error: unknown = undefined;
 
-  /** @param source the bytes to split, e.g. `conn.readable` or `Deno.stdin.readable` */
+  /** @param source the bytes to split: a socket's (see {@link LineConnection}) or `Deno.stdin.readable` */
   constructor(source: ReadableStream<Uint8Array>, options: LineReaderOptions = {}) {
     this.#reader = source.getReader();
     this.#maxLine = options.maxLine ?? DEFAULT_MAX_LINE;
@@ -1542,15 +1542,15 @@ export class LineConnection {
 
   /** Writes `line` + LF after everything queued before it. */
   writeLine(line: string): Promise<void> {
-    const bytes = encoder.encode(line + "\n");
-    const written = this.#writing.then(() => this.#writer.write(bytes));
-    this.#writing = written.catch(() => {});
-    return written;
+    return this.#enqueue(line);
   }
 
   /** Seals a record with `session` and writes it, keeping seq order on the wire. */
   sendRecord(session: Session, type: RecordType, text: string): Promise<void> {
-    const line = session.seal(type, text);
+    return this.#enqueue(session.seal(type, text));
+  }
+
+  #enqueue(line: string | Promise<string>): Promise<void> {
     const written = this.#writing.then(async () =>
       this.#writer.write(encoder.encode(await line + "\n"))
     );
