@@ -837,7 +837,8 @@ export type ReceivedFrame =
 
 /**
  * Parses one frame line into a JSON object. Arrays, numbers, strings and null
- * are refused, and so is `error`-typed input when the caller handles it.
+ * are refused; a peer's `error` frame becomes a thrown error, so every caller
+ * stops on it the same way.
  *
  * @throws {ProtocolError} for non-JSON or non-object frames, and with
  *   `fromPeer` set for a peer's `error` frame
