@@ -73,6 +73,9 @@ export const CLIENT_DEFAULTS = Object.freeze({
 /** The original's private key a. */
 export const TOY_CLIENT_PRIVATE_KEY = 5n;
 
+/** Shown before each line typed at a terminal. */
+const PROMPT = new TextEncoder().encode("> ");
+
 /** The word that ends a session when typed alone on a line. */
 export const EXIT_COMMAND = "exit";
 
@@ -217,7 +220,7 @@ async function chat(
   if (interactive) log.info(`Type a message and press Enter; "exit" or Ctrl-D to leave.`);
   try {
     for (;;) {
-      if (interactive) await Deno.stdout.write(new TextEncoder().encode("> "));
+      if (interactive) await Deno.stdout.write(PROMPT);
       const text = await Promise.race([input.readLine(), inputStopped]);
       if (text === null && interactive) console.log(); // end the prompt's line after Ctrl-D/C
       if (text === null || text === EXIT_COMMAND) break;

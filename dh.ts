@@ -19,6 +19,8 @@
 
 import { parseArgs, styleText } from "node:util";
 
+const encoder = new TextEncoder();
+
 // ───────────────────────────────────────────────────────────────────────────
 // Errors
 // ───────────────────────────────────────────────────────────────────────────
@@ -709,7 +711,7 @@ export async function describeBigint(
   reveal: boolean,
 ): Promise<string> {
   if (reveal) return n.toString();
-  const digest = await sha256(new TextEncoder().encode(n.toString(16)));
+  const digest = await sha256(encoder.encode(n.toString(16)));
   return `${bitLength(n)}-bit number, sha256 ${digest.subarray(0, 4).toHex()}…`;
 }
 
@@ -730,12 +732,10 @@ export const SECURE_CIPHER: CipherName = "aes-256-ctr+hmac-sha256";
 export const TOY_CIPHER: CipherName = "xor8";
 
 /** HKDF `info` of DHX/1. */
-const KEY_SCHEDULE_INFO = new TextEncoder().encode("dhx/1 key schedule");
+const KEY_SCHEDULE_INFO = encoder.encode("dhx/1 key schedule");
 
 /** Bytes of key material: 4 keys of 32 bytes and an 8-byte fingerprint. */
 export const KEY_SCHEDULE_LENGTH = 136;
-
-const encoder = new TextEncoder();
 
 async function sha256(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(
@@ -1754,7 +1754,7 @@ export class Flags {
   bigint(name: string): bigint | undefined {
     const value = this.string(name);
     if (value === undefined) return undefined;
-    if (!/^[0-9]{1,2500}$/.test(value)) {
+    if (!/^[0-9]+$/.test(value) || value.length > MAX_WIRE_DIGITS) {
       throw new UsageError(`--${name} must be a decimal number, got ${JSON.stringify(value)}`);
     }
     return BigInt(value);

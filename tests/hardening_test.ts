@@ -1322,6 +1322,14 @@ function fromEntries(entries: Entry[], ws: () => string = () => ""): string {
   return `{${ws()}${fields.join(`${ws()},${ws()}`)}${ws()}}`;
 }
 
+/** The line with the raw JSON text of field `key` replaced by `edit(raw)`. */
+function editField(line: string, key: string, edit: (raw: string) => string): string {
+  const entries = toEntries(line);
+  const entry = entries.find(([k]) => k === key)!;
+  entry[1] = edit(entry[1]);
+  return fromEntries(entries);
+}
+
 const JSON_LITERALS = [
   "null",
   "true",
@@ -1460,85 +1468,75 @@ const STRUCTURE_MUTATORS: Record<string, Mutator> = {
     entry[1] = escapeOneChar(JSON.parse(entry[1]), r);
     return fromEntries(entries);
   },
-  setType: (line, r) => {
-    const entries = toEntries(line);
-    const entry = entries.find(([k]) => k === "type")!;
-    entry[1] = JSON.stringify(pick(r, TYPE_NAMES));
-    return fromEntries(entries);
-  },
+  setType: (line, r) => editField(line, "type", () => JSON.stringify(pick(r, TYPE_NAMES))),
 };
 
 const RECORD_MUTATORS: Record<string, Mutator> = {
   ...BYTE_MUTATORS,
   ...STRUCTURE_MUTATORS,
-  seq: (line, r) => {
-    const entries = toEntries(line);
-    const entry = entries.find(([k]) => k === "seq")!;
-    const seq = Number(entry[1]);
-    entry[1] = pick(r, [
-      `${seq + 1}`,
-      `${seq - 1}`,
-      `${seq}.0`,
-      `${seq}e0`,
-      `${seq}.000000000000000001`,
-      `${seq + 2 ** 32}`,
-      `${seq + 2 ** 53}`,
-      `"${seq}"`,
-      "1e400",
-      "-0",
-    ]);
-    return fromEntries(entries);
-  },
+  seq: (line, r) =>
+    editField(line, "seq", (raw) => {
+      const seq = Number(raw);
+      return pick(r, [
+        `${seq + 1}`,
+        `${seq - 1}`,
+        `${seq}.0`,
+        `${seq}e0`,
+        `${seq}.000000000000000001`,
+        `${seq + 2 ** 32}`,
+        `${seq + 2 ** 53}`,
+        `"${seq}"`,
+        "1e400",
+        "-0",
+      ]);
+    }),
   base64: (line, r) => {
-    const entries = toEntries(line);
     const field = r() < 0.5 ? "data" : "tag";
-    const entry = entries.find(([k]) => k === field)!;
-    const text: string = JSON.parse(entry[1]);
-    const at = int(r, text.length);
-    const edits = [
-      () => text.slice(0, -1),
-      () => text + "=",
-      () => text.replaceAll("=", ""),
-      () => text.slice(0, at) + pick(r, [...BASE64_CHARS]) + text.slice(at + 1),
-      () => text.slice(0, at) + " " + text.slice(at),
-      () => "AAAA" + text,
-      () => text + "AAAA",
-      () => text.slice(0, at) + text[at]?.toLowerCase() + text.slice(at + 1),
-      () => text.replaceAll("+", "-").replaceAll("/", "_"),
-    ];
-    entry[1] = JSON.stringify(pick(r, edits)());
-    return fromEntries(entries);
+    return editField(line, field, (raw) => {
+      const text: string = JSON.parse(raw);
+      const at = int(r, text.length);
+      const edits = [
+        () => text.slice(0, -1),
+        () => text + "=",
+        () => text.replaceAll("=", ""),
+        () => text.slice(0, at) + pick(r, [...BASE64_CHARS]) + text.slice(at + 1),
+        () => text.slice(0, at) + " " + text.slice(at),
+        () => "AAAA" + text,
+        () => text + "AAAA",
+        () => text.slice(0, at) + text[at]?.toLowerCase() + text.slice(at + 1),
+        () => text.replaceAll("+", "-").replaceAll("/", "_"),
+      ];
+      return JSON.stringify(pick(r, edits)());
+    });
   },
 };
 
 const KEY_MUTATORS: Record<string, Mutator> = {
   ...BYTE_MUTATORS,
   ...STRUCTURE_MUTATORS,
-  publicKey: (line, r) => {
-    const entries = toEntries(line);
-    const entry = entries.find(([k]) => k === "publicKey")!;
-    const y: string = JSON.parse(entry[1]);
-    const at = int(r, y.length);
-    const randomDigits = () =>
-      Array.from({ length: 1 + int(r, 700) }, () => String(int(r, 10))).join("");
-    const edits = [
-      () => JSON.stringify(pick(r, ["0", "1", "2", (P - 2n).toString()])),
-      () => JSON.stringify((P - 1n).toString()),
-      () => JSON.stringify(P.toString()),
-      () => JSON.stringify((P + 1n).toString()),
-      () => JSON.stringify("0" + y),
-      () => JSON.stringify(y.slice(0, at) + String(int(r, 10)) + y.slice(at + 1)),
-      () => JSON.stringify(y + "0"),
-      () => JSON.stringify(y.slice(1)),
-      () => JSON.stringify(pick(r, ["-", "+", " ", "0x"]) + y),
-      () => JSON.stringify(y + pick(r, [".0", " ", "e0", "n"])),
-      () => y, // a bare JSON number
-      () => JSON.stringify(randomDigits()),
-      () => `"${escapeOneChar(y, r).slice(1, -1)}"`,
-    ];
-    entry[1] = pick(r, edits)();
-    return fromEntries(entries);
-  },
+  publicKey: (line, r) =>
+    editField(line, "publicKey", (raw) => {
+      const y: string = JSON.parse(raw);
+      const at = int(r, y.length);
+      const randomDigits = () =>
+        Array.from({ length: 1 + int(r, 700) }, () => String(int(r, 10))).join("");
+      const edits = [
+        () => JSON.stringify(pick(r, ["0", "1", "2", (P - 2n).toString()])),
+        () => JSON.stringify((P - 1n).toString()),
+        () => JSON.stringify(P.toString()),
+        () => JSON.stringify((P + 1n).toString()),
+        () => JSON.stringify("0" + y),
+        () => JSON.stringify(y.slice(0, at) + String(int(r, 10)) + y.slice(at + 1)),
+        () => JSON.stringify(y + "0"),
+        () => JSON.stringify(y.slice(1)),
+        () => JSON.stringify(pick(r, ["-", "+", " ", "0x"]) + y),
+        () => JSON.stringify(y + pick(r, [".0", " ", "e0", "n"])),
+        () => y, // a bare JSON number
+        () => JSON.stringify(randomDigits()),
+        () => `"${escapeOneChar(y, r).slice(1, -1)}"`,
+      ];
+      return pick(r, edits)();
+    }),
 };
 
 /** Two mutations in a row (structure first: it needs a parsable line). */
