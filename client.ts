@@ -1,9 +1,10 @@
 /**
- * dhx chat client: connects to a server, agrees a key over DHX/1 and sends
- * each line typed (or piped) as an encrypted message.
+ * dhx chat client: connects to a server, agrees a key over DHX/1, sends each
+ * line typed (or piped) as an encrypted message and shows what others write.
  *
  * ```sh
  * deno run --allow-net client.ts                     # secure by default
+ * deno run --allow-net client.ts --name alice        # choose the name others see
  * printf 'a\nb\n' | deno run --allow-net client.ts   # send two lines, then leave
  * deno run --allow-net client.ts --toy               # the original's numbers
  * ```
@@ -13,28 +14,37 @@
  * @module
  */
 
+import { checkName } from "./chat.ts";
 import {
-  checkAck,
-  commonOptions,
+  count,
   createLogger,
-  DEFAULT_MAX_LINE,
   describeBigint,
   describeError,
   EXIT,
   explainSession,
-  LineConnection,
-  LineReader,
+  inputLines,
+  type LineSource,
   type Logger,
+  Output,
   type ParsedCommand,
   parseFlags,
-  parseHello,
-  printable,
-  ProtocolError,
-  respondToHello,
-  type Session,
   UsageError,
-  withTimeout,
-} from "./dh.ts";
+} from "./console.ts";
+import { GROUPS, isTeachingGroup, ProtocolError, SECURE_CIPHER, SECURE_GROUP_NAMES } from "./dh.ts";
+import {
+  bounded,
+  Channel,
+  type ChannelEnd,
+  type ChannelEvent,
+  clientHandshake,
+  type Connection,
+  DEFAULT_HOST,
+  DEFAULT_MAX_LINE,
+  DEFAULT_PORT,
+  LineConnection,
+  longestHello,
+  maxRecordText,
+} from "./transport.ts";
 
 /** Options of {@link runClient}. */
 export interface ClientOptions {
@@ -42,84 +52,116 @@ export interface ClientOptions {
   host?: string;
   /** Server port (default 4444). */
   port?: number;
-  /** Accept toy/custom groups and xor8 (`--toy`); private key 5 unless set. */
+  /** An open connection to use instead of connecting (e.g. `server.connect()`). */
+  connection?: Connection;
+  /** Accept toy/custom groups and xor8 (`--toy`); private key 5 on those groups. */
   toy?: boolean;
-  /** A fixed private key (only with `toy`). */
+  /** A fixed private key (only with `toy`), used whatever the group. */
   privateKey?: bigint;
-  /** Bound on connect, handshake and waiting for acks, in ms (default 10 s). */
+  /** Send `/name NAME` right after the handshake. */
+  name?: string;
+  /** Bound on connecting, the handshake, each write, an ack, and leaving, in ms (default 10 s). */
   timeoutMs?: number;
-  /** Longest line accepted from the server or stdin (default 1 MiB). */
+  /** Ping a server silent this long (once it has shown it knows pings); 0: off (default 30 s). */
+  keepaliveMs?: number;
+  /** Longest line accepted from the server; also what a line typed may take (default 1 MiB). */
   maxLine?: number;
   /** Show every number, including secrets. */
   verbose?: boolean;
   /** Lines to send (default: stdin). */
-  input?: ReadableStream<Uint8Array>;
-  /** Print a prompt before each line (default: stdin is a terminal). */
+  input?: LineSource | ReadableStream<Uint8Array>;
+  /** At a terminal: a prompt, line editing, acks shown only when late (default: stdin is a terminal). */
   interactive?: boolean;
   /** Where to print (default: stdout/stderr). */
   logger?: Logger;
-  /** Aborting ends the session like end of input (Ctrl-C). */
+  /** Buffered output the prompt stays below (default: a new one). */
+  output?: Output;
+  /** Aborting ends the session like the end of input (the first Ctrl-C). */
   signal?: AbortSignal;
+  /** Aborting leaves at once, without waiting for acks (a second Ctrl-C). */
+  forceSignal?: AbortSignal;
+  /** Called for Ctrl-C typed at the prompt (default: it ends the input). */
+  onInterrupt?: () => void;
 }
 
 /** Defaults of the flags, shown by `--help`. */
-export const CLIENT_DEFAULTS = Object.freeze({
-  host: "127.0.0.1",
-  port: 4444,
+export const CLIENT_DEFAULTS: Readonly<{
+  host: string;
+  port: number;
+  timeoutMs: number;
+  keepaliveMs: number;
+  maxLine: number;
+}> = Object.freeze({
+  host: DEFAULT_HOST,
+  port: DEFAULT_PORT,
   timeoutMs: 10_000,
+  keepaliveMs: 30_000,
   maxLine: DEFAULT_MAX_LINE,
 });
 
-/** The original's private key a. */
+/** The original's private key a (used only on toy and custom groups). */
 export const TOY_CLIENT_PRIVATE_KEY = 5n;
-
-/** Shown before each line typed at a terminal. */
-const PROMPT = new TextEncoder().encode("> ");
 
 /** The word that ends a session when typed alone on a line. */
 export const EXIT_COMMAND = "exit";
 
+/** Above this many unsent bytes, reading input waits for the connection to catch up. */
+const SEND_HIGH_WATER = 1024 * 1024;
+
 /**
- * Runs one chat session: connect, handshake, send every input line, wait for
- * the acks, say `bye`. Resolves with the exit code (0 when every message was
- * acknowledged) and never throws for network or protocol trouble: those are
- * printed as one `[!]` line.
+ * Runs one chat session: connect, handshake, send every input line while
+ * showing what arrives, wait for the acks, say `bye`. Resolves with the exit
+ * code (0 when every line was sent and acknowledged) and never throws for
+ * network or protocol trouble: those are printed as one `[!]` line.
+ *
+ * @example Two lines to a server in the same process
+ * ```ts
+ * import { startServer } from "./server.ts";
+ * import { runClient } from "./client.ts";
+ *
+ * const server = startServer({ listen: false });
+ * const input = ReadableStream.from([new TextEncoder().encode("hello\nworld\n")]);
+ * console.log(await runClient({ connection: server.connect(), input })); // 0
+ * await server.close();
+ * ```
  */
 export async function runClient(options: ClientOptions = {}): Promise<number> {
-  const log = options.logger ?? createLogger();
+  const log = options.logger ?? createLogger({ output: options.output });
   const host = options.host ?? CLIENT_DEFAULTS.host;
   const port = options.port ?? CLIENT_DEFAULTS.port;
   const timeoutMs = options.timeoutMs ?? CLIENT_DEFAULTS.timeoutMs;
+  const maxLine = options.maxLine ?? CLIENT_DEFAULTS.maxLine;
   const toy = options.toy === true;
   const seconds = `${timeoutMs / 1000} s`;
 
-  let conn: Deno.Conn;
+  let conn: Connection;
   try {
-    conn = await withTimeout(
-      Deno.connect({ hostname: host, port }),
-      timeoutMs,
-      `timed out after ${seconds}`,
-    );
+    conn = options.connection ?? await connect(host, port, timeoutMs, options.signal);
   } catch (error) {
     const hint = error instanceof Deno.errors.ConnectionRefused ? "; is the server running?" : "";
     log.error(`Cannot connect to ${host}:${port}: ${describeError(error)}${hint}`);
     return EXIT.FAILURE;
   }
-  const link = new LineConnection(conn, options.maxLine ?? CLIENT_DEFAULTS.maxLine);
-  log.success(`Connected to ${host}:${port}`);
+  const link = new LineConnection(conn, {
+    maxLine,
+    writeTimeoutMs: timeoutMs,
+    lineTimeoutMs: timeoutMs,
+  });
+  log.success(`Connected to ${options.connection ? "the server" : `${host}:${port}`}`);
 
-  let session: Session;
+  let channel: Channel;
   try {
-    const helloLine = await withTimeout(
-      link.readLine(),
+    const { hello, session } = await clientHandshake(link, {
+      insecure: toy,
+      privateKey: options.privateKey,
+      teachingKey: toy ? TOY_CLIENT_PRIVATE_KEY : undefined,
       timeoutMs,
-      `no hello from the server within ${seconds}`,
-    );
-    if (helloLine === null) throw new ProtocolError("server closed the connection before hello");
-    const hello = parseHello(helloLine, { insecure: toy });
-    const reveal = options.verbose === true || toy;
+      signal: options.signal,
+    });
+    // The toy numbers are the lesson; a real group's secrets only with --verbose.
+    const reveal = options.verbose === true || isTeachingGroup(hello.group);
     const { group } = hello;
-    if (group.name === "toy" || group.name === "custom") {
+    if (isTeachingGroup(group)) {
       log.info(
         `Server shares p = ${group.p}, g = ${group.g} (${group.name}, cipher ${hello.cipher})`,
       );
@@ -128,151 +170,293 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
         `Server offers ${group.name} (${group.bits}-bit p, g = ${group.g}), ${hello.cipher}`,
       );
     }
-    log.info(`Received server public key: ${await describeBigint(hello.publicKey, reveal)}`);
-    const privateKey = options.privateKey ?? (toy ? TOY_CLIENT_PRIVATE_KEY : undefined);
-    const response = await respondToHello(hello, privateKey).catch((error) => {
-      if (!(error instanceof RangeError)) throw error; // only --private-key can be out of range
-      throw new ProtocolError(`cannot use this private key: ${error.message}`);
-    });
-    session = response.session;
-    log.info(`Sending public key: ${await describeBigint(session.publicKey, reveal)}`);
-    await link.writeLine(response.keyLine);
-    log.info(`Shared key calculated: ${await describeBigint(session.sharedSecret, reveal)}`);
+    log.info(`Received server public key: ${describeBigint(hello.publicKey, reveal)}`);
+    log.info(`Sending public key: ${describeBigint(session.publicKey, reveal)}`);
+    log.info(`Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`);
     log.success(`Session established; fingerprint ${session.fingerprint}`);
     if (options.verbose) { for (const step of explainSession(session)) log.info(step); }
-    if (toy) {
+    if (isTeachingGroup(group) || hello.cipher !== SECURE_CIPHER) {
       log.error("Toy mode: these numbers can be broken by hand; do not send secrets");
     } else {
       log.info("Compare the fingerprint with the server's: equal means no one sits in between");
     }
+    channel = new Channel(link, session, {
+      keepaliveMs: options.keepaliveMs ?? CLIENT_DEFAULTS.keepaliveMs,
+      ackTimeoutMs: timeoutMs,
+      onOverdue: (entry) => log.error(`${entry.note} not acknowledged after ${seconds}`),
+    });
   } catch (error) {
     log.error(describeError(error));
     if (error instanceof ProtocolError && !error.fromPeer) await link.fail(error.message);
     link.close();
     return EXIT.FAILURE;
   }
-  return await chat(link, session, options, log, timeoutMs);
+  const interactive = options.interactive ?? Deno.stdin.isTerminal();
+  const maxBytes = maxRecordText(maxLine);
+  const input = options.input instanceof ReadableStream || options.input === undefined
+    ? inputLines({
+      maxBytes,
+      stream: options.input,
+      prompt: interactive && options.input === undefined ? "> " : undefined,
+      output: options.output,
+      onInterrupt: options.onInterrupt,
+    })
+    : options.input;
+  const conversation = new Conversation(channel, input, log, {
+    interactive,
+    timeoutMs,
+    maxBytes,
+    name: options.name,
+    signal: options.signal,
+    forceSignal: options.forceSignal,
+  });
+  return await conversation.run();
 }
 
-/** The message phase: stdin → `msg` records, `ack` records → confirmations. */
-async function chat(
-  link: LineConnection,
-  session: Session,
-  options: ClientOptions,
-  log: Logger,
+/** Connects, bounded by the timeout and abortable. */
+async function connect(
+  hostname: string,
+  port: number,
   timeoutMs: number,
-): Promise<number> {
-  const pending: number[] = []; // seqs sent and not yet acknowledged, oldest first
-  let failure: string | undefined;
-  let serverLeft = false;
-  let allAcked: (() => void) | undefined;
-  let stopInput: () => void = () => {};
-  const inputStopped = new Promise<null>((resolve) => stopInput = () => resolve(null));
-
-  const receiving = (async () => {
-    try {
-      for (;;) {
-        const line = await link.readLine();
-        if (line === null) {
-          if (!link.closed) throw new ProtocolError("server closed the connection");
-          return;
-        }
-        const frame = await session.open(line);
-        if (frame.type === "error") throw new ProtocolError(frame.message, true);
-        if (frame.type === "bye") {
-          serverLeft = true;
-          log.info("Server ended the session");
-          return;
-        }
-        if (frame.type === "msg") {
-          log.info(`Server says: ${printable(frame.text)}`);
-          continue;
-        }
-        checkAck(frame.text, pending[0]);
-        pending.shift();
-        log.success(`Message ${frame.text} acknowledged`);
-        if (pending.length === 0) allAcked?.();
-      }
-    } catch (error) {
-      if (link.closed) return;
-      failure = describeError(error);
-      if (error instanceof ProtocolError && !error.fromPeer) await link.fail(failure);
-    } finally {
-      stopInput();
-      allAcked?.();
-    }
-  })();
-
-  /** Resolves when every sent message is acknowledged, the session failed, or the timeout passed. */
-  const acksDrained = async () => {
-    if (failure || serverLeft || pending.length === 0) return;
-    const acked = new Promise<void>((resolve) => allAcked = resolve);
-    await withTimeout(acked, timeoutMs, "ack timeout").catch(() => {});
-  };
-  const interactive = options.interactive ?? Deno.stdin.isTerminal();
-  const input = new LineReader(options.input ?? Deno.stdin.readable, {
-    maxLine: options.maxLine ?? CLIENT_DEFAULTS.maxLine,
-    allowUnterminated: true,
-  });
-  const onAbort = () => stopInput();
-  options.signal?.addEventListener("abort", onAbort);
-  if (options.signal?.aborted) stopInput();
-  if (interactive) log.info(`Type a message and press Enter; "exit" or Ctrl-D to leave.`);
+  signal?: AbortSignal,
+): Promise<Deno.Conn> {
+  const connecting = Deno.connect({ hostname, port });
   try {
-    for (;;) {
-      if (interactive) await Deno.stdout.write(PROMPT);
-      const text = await Promise.race([input.readLine(), inputStopped]);
-      if (text === null && interactive) console.log(); // end the prompt's line after Ctrl-D/C
-      if (text === null || text === EXIT_COMMAND) break;
-      pending.push(session.nextSendSeq);
-      await link.sendRecord(session, "msg", text);
-      // At a terminal, show the acknowledgement before the next prompt.
-      if (interactive) await acksDrained();
-    }
+    return await bounded(connecting, {
+      ms: timeoutMs,
+      timeout: `timed out after ${timeoutMs / 1000} s`,
+      signal,
+      aborted: "interrupted",
+    });
   } catch (error) {
-    if (!failure && !serverLeft) failure = describeError(error);
-  } finally {
-    options.signal?.removeEventListener("abort", onAbort);
-    input.cancel();
+    connecting.then((conn) => conn.close(), () => {});
+    throw error;
+  }
+}
+
+/** Settings of a {@link Conversation}. */
+interface ConversationSettings {
+  readonly interactive: boolean;
+  readonly timeoutMs: number;
+  readonly maxBytes: number;
+  readonly name?: string;
+  readonly signal?: AbortSignal;
+  readonly forceSignal?: AbortSignal;
+}
+
+/** Why the input side stopped. */
+type InputEnd = "end" | "exit" | "interrupted" | "session-ended";
+
+/**
+ * The message phase of one client: input lines become `msg` records while
+ * what the server sends is shown; then the leaving, bounded in time. The
+ * channel keeps the acks in flight; this object keeps the counts the exit
+ * code depends on.
+ */
+class Conversation {
+  readonly #channel: Channel;
+  readonly #input: LineSource;
+  readonly #log: Logger;
+  readonly #settings: ConversationSettings;
+  /** Input lines read so far (sent, refused or `exit`). */
+  #linesRead = 0;
+  /** Input lines refused (too long, not UTF-8): not sent. */
+  #refused = 0;
+  /** Input lines never sent because the session ended first. */
+  #unsent = 0;
+  /** Whether the unsent count is a lower bound (input still open at the deadline). */
+  #unsentAtLeast = false;
+
+  constructor(channel: Channel, input: LineSource, log: Logger, settings: ConversationSettings) {
+    this.#channel = channel;
+    this.#input = input;
+    this.#log = log;
+    this.#settings = settings;
   }
 
-  await acksDrained();
-  if (!failure && !serverLeft) {
-    await link.sendRecord(session, "bye", "").catch(() => {});
+  /** Runs the conversation to its end; resolves with the exit code. */
+  async run(): Promise<number> {
+    const { interactive, timeoutMs, forceSignal } = this.#settings;
+    const log = this.#log;
+    if (interactive) log.info(`Type a line and press Enter; "exit" or Ctrl-D to leave.`);
+    const receiving = this.#channel.run((event) => this.#show(event));
+    if (this.#settings.name !== undefined) {
+      this.#channel.send("msg", `/name ${this.#settings.name}`, "The /name command");
+    }
+    const inputEnd = await this.#send(receiving);
+    this.#input.close();
+    if (inputEnd !== "session-ended") {
+      // Leaving: acks, then bye, all within one --timeout; a second Ctrl-C cuts it short.
+      const deadline = performance.now() + timeoutMs;
+      const acks = this.#channel.acks;
+      if (acks.pending > 0 && interactive) {
+        log.info(
+          `Waiting up to ${timeoutMs / 1000} s for ${
+            count(acks.pending, "acknowledgement")
+          } (Ctrl-C again to leave now)`,
+        );
+      }
+      // Ctrl-C now (not the one that ended the input) means: leave at once.
+      const { signal } = this.#settings;
+      const cut = signal && !signal.aborted && forceSignal
+        ? AbortSignal.any([signal, forceSignal])
+        : forceSignal;
+      await acks.drained({ ms: timeoutMs, signal: cut });
+      await this.#channel.bye(Math.max(0, deadline - performance.now()), cut);
+    }
+    const end = await receiving;
+    return this.#report(end, inputEnd);
   }
-  link.close();
-  await receiving;
-  if (failure) log.error(failure);
-  if (pending.length > 0) {
-    log.error(
-      `${pending.length} message(s) not acknowledged by the server (seq ${pending.join(", ")})`,
-    );
-    return EXIT.FAILURE;
+
+  /** Reads input and sends it until it ends, `exit`, Ctrl-C or the session ends. */
+  async #send(receiving: Promise<ChannelEnd>): Promise<InputEnd> {
+    const ended = receiving.then(() => "session-ended" as const);
+    const interrupted = abortPromise(this.#settings.signal);
+    const link = this.#channel.link;
+    for (;;) {
+      const next = await Promise.race([this.#input.next(), ended, interrupted]);
+      if (next === "session-ended") {
+        await this.#countUnsent();
+        return next;
+      }
+      if (next === "interrupted") return next;
+      if (next === null) return "end";
+      this.#linesRead++;
+      if ("refused" in next) {
+        this.#refused++;
+        this.#log.error(
+          `Input line ${this.#linesRead} not sent: ${next.refused}; a line may take at most ${this.#settings.maxBytes} bytes`,
+        );
+        continue;
+      }
+      if (next.text === EXIT_COMMAND) return "exit";
+      const seq = this.#channel.send("msg", next.text, `Line ${this.#linesRead}`);
+      if (seq < 0) {
+        this.#unsent++;
+        continue;
+      }
+      // Backpressure: a server that reads slowly slows the reading of input down.
+      if (link.queuedBytes > SEND_HIGH_WATER) {
+        const drained = link.drain().then(() => "drained" as const);
+        const caughtUp = await Promise.race([drained, ended, interrupted]);
+        if (caughtUp === "interrupted") return caughtUp;
+        if (caughtUp === "session-ended") {
+          await this.#countUnsent();
+          return caughtUp;
+        }
+      }
+    }
   }
-  if (failure) return EXIT.FAILURE;
-  log.info("Session closed");
-  return EXIT.OK;
+
+  /** After the server ended the session: how many input lines were left (piped input only). */
+  async #countUnsent(): Promise<void> {
+    if (this.#settings.interactive) return;
+    const stop = performance.now() + this.#settings.timeoutMs;
+    for (;;) {
+      const left = stop - performance.now();
+      const next = await bounded(this.#input.next(), { ms: Math.max(0, left) }).catch(() =>
+        undefined
+      );
+      if (next === undefined) {
+        this.#unsentAtLeast = true;
+        return;
+      }
+      if (next === null) return;
+      if ("text" in next && next.text === EXIT_COMMAND) return;
+      this.#unsent++;
+    }
+  }
+
+  /** Shows what the server sent. */
+  #show(event: ChannelEvent): void {
+    const log = this.#log;
+    switch (event.type) {
+      case "chat":
+        log.success(`${event.line.from}: ${event.line.text}`);
+        return;
+      case "notice":
+        log.info(event.text);
+        return;
+      case "ack":
+        if (!this.#settings.interactive) {
+          log.success(`${event.acked.note} acknowledged (seq ${event.acked.seq})`);
+        }
+        return;
+    }
+  }
+
+  /** Says how the session ended and what was lost; returns the exit code. */
+  #report(end: ChannelEnd, inputEnd: InputEnd): number {
+    const log = this.#log;
+    let failed = false;
+    if (end.reason === "error") {
+      log.error(describeError(end.error));
+      failed = true;
+    } else if (end.reason === "closed") {
+      log.error("server closed the connection without bye");
+      failed = true;
+    } else if (end.reason === "bye" && inputEnd === "session-ended") {
+      log.info("Server ended the session");
+    }
+    const pending = this.#channel.acks.pendingSeqs();
+    if (pending.length > 0) {
+      log.error(
+        `${count(pending.length, "message")} not acknowledged by the server (seq ${
+          pending.join(", ")
+        })`,
+      );
+      failed = true;
+    }
+    if (this.#unsent > 0 || this.#unsentAtLeast) {
+      const n = `${this.#unsentAtLeast ? "at least " : ""}${count(this.#unsent, "input line")}`;
+      log.error(`${n} not sent: the session ended first`);
+      failed = true;
+    }
+    if (this.#refused > 0) {
+      log.error(`${count(this.#refused, "input line")} refused and not sent`);
+      failed = true;
+    }
+    if (failed) return EXIT.FAILURE;
+    log.info("Session closed");
+    return EXIT.OK;
+  }
+}
+
+/** Resolves with "interrupted" when `signal` aborts (never, without one). */
+function abortPromise(signal?: AbortSignal): Promise<"interrupted"> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve("interrupted");
+    signal?.addEventListener("abort", () => resolve("interrupted"), { once: true });
+  });
 }
 
 const USAGE = `Usage: deno run --allow-net client.ts [options]
 
 A DHX/1 chat client: agrees a key with the server by Diffie-Hellman, then sends
-each line you type (or pipe in) encrypted. "exit", Ctrl-D or Ctrl-C leaves.
+each line you type (or pipe in) encrypted, and shows what the others write.
+"exit", Ctrl-D or Ctrl-C leaves (Ctrl-C twice: at once).
 
 Options:
   --host HOST          server address (default ${CLIENT_DEFAULTS.host})
   --port PORT          server port (default ${CLIENT_DEFAULTS.port})
+  --name NAME          the name others see (sent as /name NAME after the handshake)
   --toy                accept the insecure toy/custom groups and the one-byte
-                       XOR cipher; private key a = 5 (the original's demo)
-  --private-key A      with --toy: use private key A instead of 5
-  --timeout SECS       bound on connecting, the handshake and waiting for
-                       acknowledgements (default ${CLIENT_DEFAULTS.timeoutMs / 1000})
-  --max-line BYTES     longest line accepted (default ${CLIENT_DEFAULTS.maxLine})
-  --quiet              print only errors
+                       XOR cipher; on those, private key a = 5 (the original's)
+  --private-key A      with --toy: use private key A instead (on any group)
+  --timeout SECS       bound on connecting, the handshake, each write, each
+                       acknowledgement, and on leaving (default ${CLIENT_DEFAULTS.timeoutMs / 1000})
+  --keepalive SECS     ping a server silent this long, leave if it stays silent
+                       as long again (default ${CLIENT_DEFAULTS.keepaliveMs / 1000}; 0 turns it off)
+  --max-line BYTES     longest line accepted from the server (default ${CLIENT_DEFAULTS.maxLine})
+  --quiet              print only errors and what others write
   --verbose            show the math: every number, including secrets
   -h, --help           show this help
 
-Exit codes: 0 ok, 1 failure (refused, unreachable, unacknowledged), 2 usage.`;
+Commands (sent to the server): /name NAME, /who; start a line with // to send
+one that begins with /.
+
+Exit codes: 0 ok, 1 failure (refused, unreachable, a line not sent or not
+acknowledged), 2 usage error.`;
 
 /** What `main` needs from the command line. */
 export type ClientCommand = ParsedCommand<ClientOptions>;
@@ -283,47 +467,70 @@ export type ClientCommand = ParsedCommand<ClientOptions>;
  * @throws {UsageError} for unknown flags, bad values and flag conflicts
  */
 export function parseClientArgs(args: string[]): ClientCommand {
-  const flags = parseFlags(args, {
-    toy: { type: "boolean" },
-    "private-key": { type: "string" },
-    timeout: { type: "string" },
-  });
-  if (flags.has("private-key") && !flags.boolean("toy")) {
+  const flags = parseFlags(args, { timeout: { type: "string" } });
+  const toy = flags.boolean("toy");
+  if (flags.has("private-key") && !toy) {
     throw new UsageError("--private-key is a teaching flag and needs --toy");
   }
+  const name = flags.string("name");
+  const badName = name === undefined ? undefined : checkName(name);
+  if (badName) throw new UsageError(`--name: ${badName}`);
+  // The server's hello must fit: the longest of any group this client would accept.
+  const least = toy
+    ? longestHello()
+    : Math.max(...SECURE_GROUP_NAMES.map((group) => longestHello(GROUPS[group])));
+  const maxLine = flags.integer("max-line", 1, 64 * 1024 * 1024);
+  if (maxLine !== undefined && maxLine < least) {
+    throw new UsageError(
+      `--max-line ${maxLine} cannot carry every hello this client accepts: use at least ${least}`,
+    );
+  }
   const options: ClientOptions = {
-    ...commonOptions(flags, 1),
-    toy: flags.boolean("toy"),
+    host: flags.string("host"),
+    port: flags.integer("port", 1, 65535),
+    toy,
+    name,
     privateKey: flags.bigint("private-key"),
     timeoutMs: flags.milliseconds("timeout"),
+    keepaliveMs: flags.milliseconds("keepalive", true),
+    maxLine,
+    verbose: flags.boolean("verbose"),
   };
   return { options, quiet: flags.boolean("quiet"), help: flags.boolean("help") };
 }
 
 /** The command-line entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
+  const output = new Output();
   let command: ClientCommand;
   try {
     command = parseClientArgs(args);
   } catch (error) {
-    createLogger().error(`${describeError(error)} (see --help)`);
+    createLogger({ output }).error(`${describeError(error)} (see --help)`);
+    output.flush();
     return EXIT.USAGE;
   }
   if (command.help) {
     console.log(USAGE);
     return EXIT.OK;
   }
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  Deno.addSignalListener("SIGINT", abort);
+  // First Ctrl-C: leave as at the end of input; second: leave now.
+  const leave = new AbortController();
+  const force = new AbortController();
+  const interrupt = () => (leave.signal.aborted ? force : leave).abort();
+  Deno.addSignalListener("SIGINT", interrupt);
   try {
     return await runClient({
       ...command.options,
-      logger: createLogger({ quiet: command.quiet }),
-      signal: controller.signal,
+      logger: createLogger({ quiet: command.quiet, output }),
+      output,
+      signal: leave.signal,
+      forceSignal: force.signal,
+      onInterrupt: interrupt,
     });
   } finally {
-    Deno.removeSignalListener("SIGINT", abort);
+    Deno.removeSignalListener("SIGINT", interrupt);
+    output.flush();
   }
 }
 

@@ -1,40 +1,59 @@
 /**
- * dhx — Diffie-Hellman key agreement and the DHX/1 secure-chat protocol.
+ * dhx core: Diffie-Hellman key agreement and the DHX/1 records, with no I/O.
  *
- * The one module that `server.ts` and `client.ts` share. It reads top to
- * bottom in the order a session happens:
+ * Everything a DHX/1 session computes lives here, in the order a session
+ * happens, each part using only what is defined above it:
  *
  * 1. groups — the RFC 3526 / RFC 7919 primes and the original's toy group;
- * 2. arithmetic — bigint `modpow`, byte conversions and `xor`;
- * 3. keys — private-key generation, public keys, validation, wire integers;
+ * 2. arithmetic — bigint `modpow`, primality, byte conversions and `xor`;
+ * 3. keys — custom groups, private and public keys, wire integers;
  * 4. key schedule — transcript hash, HKDF, fingerprint;
- * 5. records — the handshake messages and the sealed `msg`/`ack`/`bye` records;
- * 6. framing — the bounded line reader and a line connection over TCP;
- * 7. console — the `[*]`/`[+]`/`[!]` printer and flag helpers of both scripts.
+ * 5. records — the handshake frames and the sealed records of a {@link Session}.
  *
- * Everything here uses only what Deno has built in (WebCrypto, `node:util`).
+ * No sockets, no console, no timers: the transport (`transport.ts`) and the
+ * command line (`console.ts`) are modules of their own. The primitives are
+ * Deno built-ins: bigints for the group arithmetic, synchronous `node:crypto`
+ * for SHA-256, HKDF, AES-256 and HMAC (faster than WebCrypto's asynchronous
+ * calls for records this small, and nothing to download).
+ *
+ * @example Agree on a key by hand (the original's numbers)
+ * ```ts
+ * import { GROUPS, modpow } from "./dh.ts";
+ *
+ * const { p, g } = GROUPS.toy; // p = 23, g = 5
+ * const A = modpow(g, 5n, p); // client: 20
+ * const B = modpow(g, 3n, p); // server: 10
+ * console.log(modpow(B, 5n, p) === modpow(A, 3n, p)); // true: both get 19
+ * ```
  *
  * @module
  */
 
-import { parseArgs, styleText } from "node:util";
+import {
+  type Cipheriv,
+  createCipheriv,
+  createHash,
+  type Hash,
+  hkdfSync,
+  timingSafeEqual,
+} from "node:crypto";
 
 const encoder = new TextEncoder();
-
-// ───────────────────────────────────────────────────────────────────────────
-// Errors
-// ───────────────────────────────────────────────────────────────────────────
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * The one error type of a DHX/1 session: a peer broke the protocol, sent
  * something we refuse, or went away. `message` is written for the person at
- * the keyboard (what happened and, where it helps, what to do about it).
+ * the keyboard (what happened and, where it helps, what to do about it). It
+ * may quote the peer: escape it before it reaches a terminal.
  */
 export class ProtocolError extends Error {
   /** True when the peer itself reported the error with an `error` frame. */
   readonly fromPeer: boolean;
 
   /**
+   * Creates the error.
+   *
    * @param message what went wrong, phrased for a user
    * @param fromPeer whether the text came from the peer's `error` frame
    */
@@ -43,6 +62,14 @@ export class ProtocolError extends Error {
     this.name = "ProtocolError";
     this.fromPeer = fromPeer;
   }
+}
+
+/** A short description of a JSON value for error messages (not escaped). */
+export function describeJson(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (typeof value === "number" && !Number.isFinite(value)) return String(value);
+  const text = typeof value === "bigint" ? `${value}n` : JSON.stringify(value) ?? String(value);
+  return text.length > 40 ? text.slice(0, 37) + "..." : text;
 }
 
 // ───────────────────────────────────────────────────────────────────────────
@@ -88,6 +115,12 @@ export interface DhGroup {
 /** Parses hex with whitespace (the RFCs print primes in blocks). */
 function hexToBigint(hex: string): bigint {
   return BigInt("0x" + hex.replace(/\s+/g, ""));
+}
+
+/** Number of bits of a non-negative bigint (0 for 0). */
+export function bitLength(n: bigint): number {
+  if (n < 0n) throw new RangeError("bitLength of a negative number");
+  return n === 0n ? 0 : n.toString(2).length;
 }
 
 function makeGroup(
@@ -293,35 +326,14 @@ export function isGroupName(name: unknown): name is GroupName {
   return typeof name === "string" && Object.hasOwn(GROUPS, name);
 }
 
-/**
- * A group from explicit parameters (the teaching flags `--prime` and
- * `--generator`). Parameters equal to a named group get that group's name.
- *
- * @throws {RangeError} unless p ≥ 5, 1 < g < p − 1 and p has ≤ 8192 bits
- */
-export function customGroup(p: bigint, g: bigint): DhGroup {
-  if (p < 5n) throw new RangeError("the prime must be at least 5");
-  if (bitLength(p) > MAX_GROUP_BITS) {
-    throw new RangeError(`the prime must have at most ${MAX_GROUP_BITS} bits`);
-  }
-  if (!(g > 1n && g < p - 1n)) {
-    throw new RangeError("the generator must satisfy 1 < g < p - 1");
-  }
-  for (const group of Object.values(GROUPS)) {
-    if (group.p === p && group.g === g) return group;
-  }
-  return makeGroup("custom", p, g, undefined, "custom parameters (insecure)");
+/** Whether a group is a teaching group (`toy` or `custom`), insecure by design. */
+export function isTeachingGroup(group: DhGroup): boolean {
+  return group.name === "toy" || group.name === "custom";
 }
 
 // ───────────────────────────────────────────────────────────────────────────
 // 2. Arithmetic
 // ───────────────────────────────────────────────────────────────────────────
-
-/** Number of bits of a non-negative bigint (0 for 0). */
-export function bitLength(n: bigint): number {
-  if (n < 0n) throw new RangeError("bitLength of a negative number");
-  return n === 0n ? 0 : n.toString(2).length;
-}
 
 // Modular exponentiation. Everything below works on V8's native bigints; the
 // choices were measured (bench/modpow_bench.ts, bench/compare.ts), not guessed:
@@ -442,10 +454,17 @@ function slidingWindows(bits: string, width: number): [number, number][] {
  * exponentiation with a reducer cached per modulus. Not constant-time (no
  * bigint code is).
  *
+ * @example
+ * ```ts
+ * import { modpow } from "./dh.ts";
+ *
+ * modpow(5n, 3n, 23n); // 10n: the original's server public key, 5³ mod 23
+ * ```
+ *
  * @param base any value ≥ 0 (reduced modulo `modulus` first)
- * @param exponent ≥ 0; `modpow(x, 0n, m)` is 1 (0 for m = 1 is impossible:
- *   m ≥ 2)
+ * @param exponent ≥ 0; `modpow(x, 0n, m)` is 1
  * @param modulus ≥ 2
+ * @returns a value in [0, modulus)
  * @throws {RangeError} on a negative argument or a modulus below 2
  */
 export function modpow(base: bigint, exponent: bigint, modulus: bigint): bigint {
@@ -563,12 +582,82 @@ export function bytesToBigint(bytes: Uint8Array): bigint {
   return bytes.length === 0 ? 0n : BigInt("0x" + bytes.toHex());
 }
 
+/** `bits` uniformly random bits as a bigint, from `crypto.getRandomValues`. */
+function randomBits(bits: number): bigint {
+  const bytes = crypto.getRandomValues(new Uint8Array(Math.ceil(bits / 8)));
+  return bytesToBigint(bytes) >> BigInt(bytes.length * 8 - bits);
+}
+
+/** A uniformly random integer in [low, high] (rejection sampling). */
+function randomBetween(low: bigint, high: bigint): bigint {
+  const range = high - low + 1n;
+  const bits = bitLength(range);
+  for (;;) {
+    const candidate = randomBits(bits);
+    if (candidate < range) return low + candidate;
+  }
+}
+
+const SMALL_PRIMES = [2n, 3n, 5n, 7n, 11n, 13n, 17n, 19n, 23n, 29n, 31n, 37n, 41n];
+
+/**
+ * Miller–Rabin: true if `n` is (very probably) prime. Below 3.3 · 10^24 the
+ * bases 2 … 41 make the answer exact; above, random bases are added, so a
+ * composite crafted against fixed bases still fails: each random round lets a
+ * composite through with probability at most 1/4. Big numbers get fewer
+ * rounds (each costs a full-size modpow): 24 up to 1024 bits, 12 up to 4096,
+ * 6 above.
+ */
+export function isProbablePrime(n: bigint): boolean {
+  if (n < 2n) return false;
+  for (const small of SMALL_PRIMES) {
+    if (n === small) return true;
+    if (n % small === 0n) return false;
+  }
+  let d = n - 1n;
+  let s = 0;
+  while ((d & 1n) === 0n) {
+    d >>= 1n;
+    s++;
+  }
+  const witnessesComposite = (a: bigint): boolean => {
+    let x = modpow(a, d, n);
+    if (x === 1n || x === n - 1n) return false;
+    for (let i = 1; i < s; i++) {
+      x = (x * x) % n;
+      if (x === n - 1n) return false;
+    }
+    return true;
+  };
+  if (SMALL_PRIMES.some(witnessesComposite)) return false;
+  if (n < 3_317_044_064_679_887_385_961_981n) return true;
+  const bits = bitLength(n);
+  const rounds = bits <= 1024 ? 24 : bits <= 4096 ? 12 : 6;
+  for (let i = 0; i < rounds; i++) {
+    if (witnessesComposite(randomBetween(2n, n - 2n))) return false;
+  }
+  return true;
+}
+
+/** True if `p` is a safe prime: p and q = (p − 1)/2 both prime. */
+export function isSafePrime(p: bigint): boolean {
+  return p > 4n && isProbablePrime(p) && isProbablePrime((p - 1n) / 2n);
+}
+
 /**
  * XOR `data` with `key` repeated: `out[i] = data[i] ^ key[i % key.length]`.
  *
  * The encryption step of both ciphers: a one-byte key is the original's
- * scheme (`xor8`), a keystream as long as the data is a stream cipher (AES-CTR).
- * Returns a new array; the inputs are not modified.
+ * scheme (`xor8`), a keystream as long as the data is a stream cipher
+ * (AES-CTR). Returns a new array; the inputs are not modified.
+ *
+ * @example
+ * ```ts
+ * import { xor } from "./dh.ts";
+ *
+ * const secret = xor(new TextEncoder().encode("hi"), Uint8Array.of(19));
+ * new TextDecoder().decode(xor(secret, Uint8Array.of(19))); // "hi"
+ * ```
  *
  * @throws {RangeError} on an empty key
  */
@@ -588,10 +677,29 @@ export function xor(data: Uint8Array, key: Uint8Array): Uint8Array {
 // 3. Keys
 // ───────────────────────────────────────────────────────────────────────────
 
-/** `bits` uniformly random bits as a bigint, from `crypto.getRandomValues`. */
-function randomBits(bits: number): bigint {
-  const bytes = crypto.getRandomValues(new Uint8Array(Math.ceil(bits / 8)));
-  return bytesToBigint(bytes) >> BigInt(bytes.length * 8 - bits);
+/**
+ * A group from explicit parameters (the teaching flags `--prime` and
+ * `--generator`, or a `custom` hello). Parameters equal to a named group get
+ * that group's name.
+ *
+ * @throws {RangeError} unless p is a prime of 5 … 8192 bits (checked with
+ *   {@link isProbablePrime}) and 2 ≤ g ≤ p − 2
+ */
+export function customGroup(p: bigint, g: bigint): DhGroup {
+  if (p < 5n) throw new RangeError("the prime must be at least 5");
+  if (bitLength(p) > MAX_GROUP_BITS) {
+    throw new RangeError(`the prime must have at most ${MAX_GROUP_BITS} bits`);
+  }
+  if (!(g >= 2n && g <= p - 2n)) {
+    throw new RangeError(`the generator must lie in 2 … p − 2 = ${p - 2n}`);
+  }
+  for (const group of Object.values(GROUPS)) {
+    if (group.p === p && group.g === g) return group;
+  }
+  if (!isProbablePrime(p)) {
+    throw new RangeError(`${p} is not a prime, so it does not make a DH group`);
+  }
+  return makeGroup("custom", p, g, undefined, "custom parameters (insecure)");
 }
 
 /**
@@ -605,12 +713,7 @@ export function generatePrivateKey(group: DhGroup): bigint {
     const bits = group.privateKeyBits;
     return randomBits(bits) | (1n << BigInt(bits - 1));
   }
-  // Rejection sampling keeps the distribution uniform.
-  const range = group.p - 3n; // values 2 … p−2
-  for (;;) {
-    const candidate = randomBits(bitLength(range));
-    if (candidate < range) return candidate + 2n;
-  }
+  return randomBetween(2n, group.p - 2n);
 }
 
 /**
@@ -620,9 +723,7 @@ export function generatePrivateKey(group: DhGroup): bigint {
  */
 export function checkPrivateKey(group: DhGroup, privateKey: bigint): void {
   if (privateKey < 1n || privateKey > group.p - 2n) {
-    throw new RangeError(
-      `private key ${privateKey} is outside 1 … p − 2 for p = ${group.p}`,
-    );
+    throw new RangeError(`the private key must lie in 1 … p − 2 = ${group.p - 2n}`);
   }
 }
 
@@ -645,9 +746,7 @@ export function validatePublicKey(group: DhGroup, publicKey: bigint): void {
       : publicKey >= group.p
       ? "≥ p"
       : publicKey.toString();
-    throw new ProtocolError(
-      `invalid public key (${shown}): it must satisfy 1 < key < p - 1`,
-    );
+    throw new ProtocolError(`invalid public key (${shown}): it must satisfy 1 < key < p - 1`);
   }
 }
 
@@ -661,7 +760,7 @@ export function computeSharedSecret(
 }
 
 /** Decimal digits of the largest supported modulus: bounds any wire integer. */
-const MAX_WIRE_DIGITS = Math.ceil(MAX_GROUP_BITS * Math.log10(2));
+export const MAX_WIRE_DIGITS: number = Math.ceil(MAX_GROUP_BITS * Math.log10(2));
 
 /**
  * Parses a DHX/1 wire integer: a JSON string of ASCII decimal digits only.
@@ -677,7 +776,7 @@ const MAX_WIRE_DIGITS = Math.ceil(MAX_GROUP_BITS * Math.log10(2));
 export function parseWireInteger(
   value: unknown,
   field: string,
-  maxDigits = MAX_WIRE_DIGITS,
+  maxDigits: number = MAX_WIRE_DIGITS,
 ): bigint {
   if (typeof value !== "string") {
     throw new ProtocolError(
@@ -691,28 +790,10 @@ export function parseWireInteger(
   }
   if (!/^[0-9]+$/.test(value)) {
     throw new ProtocolError(
-      `${field} must contain only decimal digits, got ${JSON.stringify(value.slice(0, 20))}`,
+      `${field} must contain only decimal digits, got ${describeJson(value)}`,
     );
   }
   return BigInt(value);
-}
-
-/** Number of decimal digits of p: the most a wire integer below p can have. */
-export function maxDigitsFor(group: DhGroup): number {
-  return group.pDecimal.length;
-}
-
-/**
- * A bigint for people: in full when `reveal` (toy mode, `--verbose`),
- * otherwise its size and a short digest, so secrets never reach a log.
- */
-export async function describeBigint(
-  n: bigint,
-  reveal: boolean,
-): Promise<string> {
-  if (reveal) return n.toString();
-  const digest = await sha256(encoder.encode(n.toString(16)));
-  return `${bitLength(n)}-bit number, sha256 ${digest.subarray(0, 4).toHex()}…`;
 }
 
 // ───────────────────────────────────────────────────────────────────────────
@@ -737,21 +818,34 @@ const KEY_SCHEDULE_INFO = encoder.encode("dhx/1 key schedule");
 /** Bytes of key material: 4 keys of 32 bytes and an 8-byte fingerprint. */
 export const KEY_SCHEDULE_LENGTH = 136;
 
-async function sha256(data: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(
-    await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>),
-  );
+/**
+ * Where each key sits in the 136 bytes of key material, as [start, end)
+ * byte offsets (DHX/1 §Handshake 7).
+ */
+export const KEY_SCHEDULE_LAYOUT: Readonly<
+  Record<
+    "clientEncryption" | "clientMac" | "serverEncryption" | "serverMac" | "fingerprint",
+    readonly [number, number]
+  >
+> = Object.freeze({
+  clientEncryption: [0, 32],
+  clientMac: [32, 64],
+  serverEncryption: [64, 96],
+  serverMac: [96, 128],
+  fingerprint: [128, 136],
+});
+
+/** SHA-256 of `data`. */
+export function sha256(data: Uint8Array | string): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(data).digest());
 }
 
 /**
  * The transcript hash th = SHA-256(helloLine ‖ LF ‖ keyLine ‖ LF) over the
  * lines exactly as sent, without their terminators.
  */
-export function transcriptHash(
-  helloLine: string,
-  keyLine: string,
-): Promise<Uint8Array> {
-  return sha256(encoder.encode(`${helloLine}\n${keyLine}\n`));
+export function transcriptHash(helloLine: string, keyLine: string): Uint8Array {
+  return sha256(`${helloLine}\n${keyLine}\n`);
 }
 
 /**
@@ -759,29 +853,15 @@ export function transcriptHash(
  * big-endian bytes padded to the length of p, salt = th, info =
  * `dhx/1 key schedule`.
  */
-export async function deriveKeySchedule(
+export function deriveKeySchedule(
   group: DhGroup,
   sharedSecret: bigint,
   th: Uint8Array,
-): Promise<Uint8Array> {
-  const ikm = await crypto.subtle.importKey(
-    "raw",
-    bigintToBytes(sharedSecret, group.byteLength) as Uint8Array<ArrayBuffer>,
-    "HKDF",
-    false,
-    ["deriveBits"],
+): Uint8Array {
+  const ikm = bigintToBytes(sharedSecret, group.byteLength);
+  return new Uint8Array(
+    hkdfSync("sha256", ikm, th, KEY_SCHEDULE_INFO, KEY_SCHEDULE_LENGTH),
   );
-  const bits = await crypto.subtle.deriveBits(
-    {
-      name: "HKDF",
-      hash: "SHA-256",
-      salt: th as Uint8Array<ArrayBuffer>,
-      info: KEY_SCHEDULE_INFO,
-    },
-    ikm,
-    KEY_SCHEDULE_LENGTH * 8,
-  );
-  return new Uint8Array(bits);
 }
 
 /** Formats 8 bytes as the fingerprint `90B9-A4D2-25F0-BE47`. */
@@ -797,8 +877,60 @@ export function formatFingerprint(bytes: Uint8Array): string {
 /** Which end of the connection a session belongs to. */
 export type Role = "client" | "server";
 
-/** Record types carried after the handshake. */
-export type RecordType = "msg" | "ack" | "bye";
+/** Record types carried after the handshake (DHX/1 §Record types). */
+export type RecordType = "msg" | "chat" | "ack" | "notice" | "ping" | "pong" | "bye";
+
+/** Who may send each record type; anything else is a protocol error. */
+export const RECORD_SENDERS: Readonly<Record<RecordType, readonly Role[]>> = Object.freeze({
+  msg: ["client"],
+  chat: ["server"],
+  ack: ["client", "server"],
+  notice: ["server"],
+  ping: ["client", "server"],
+  pong: ["client", "server"],
+  bye: ["client", "server"],
+});
+
+/** The record types the peer acknowledges, one `ack` each. */
+export const ACKED_TYPES: readonly RecordType[] = Object.freeze(["msg", "chat"]);
+
+/** Longest `ping` plaintext, in bytes. */
+export const MAX_PING_BYTES = 32;
+
+/** True if `type` is a DHX/1 record type. */
+export function isRecordType(type: unknown): type is RecordType {
+  return typeof type === "string" && Object.hasOwn(RECORD_SENDERS, type);
+}
+
+/**
+ * Parses one frame line into a JSON object. Arrays, numbers, strings and null
+ * are refused; a peer's `error` frame becomes a thrown error with `fromPeer`
+ * set, so every caller stops on it the same way.
+ *
+ * @throws {ProtocolError}
+ */
+export function parseFrame(line: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw new ProtocolError(`not a JSON frame: ${describeJson(line)}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError(`a frame must be a JSON object, got ${describeJson(value)}`);
+  }
+  const frame = value as Record<string, unknown>;
+  if (frame.type === "error") {
+    const message = typeof frame.message === "string" ? frame.message : "(no message)";
+    throw new ProtocolError(`peer reported an error: ${message}`, true);
+  }
+  return frame;
+}
+
+/** The `error` frame line carrying `message`. */
+export function encodeError(message: string): string {
+  return JSON.stringify({ type: "error", message });
+}
 
 /** A hello frame as parsed by the client. */
 export interface Hello {
@@ -824,48 +956,6 @@ export interface ServerOffer {
   readonly publicKey: bigint;
   /** The hello line to send. */
   readonly line: string;
-}
-
-/** A received frame, after authentication and decryption. */
-export type ReceivedFrame =
-  | {
-    readonly type: RecordType;
-    readonly seq: number;
-    readonly text: string;
-  }
-  | { readonly type: "error"; readonly message: string };
-
-/**
- * Parses one frame line into a JSON object. Arrays, numbers, strings and null
- * are refused; a peer's `error` frame becomes a thrown error, so every caller
- * stops on it the same way.
- *
- * @throws {ProtocolError} for non-JSON or non-object frames, and with
- *   `fromPeer` set for a peer's `error` frame
- */
-export function parseFrame(line: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    throw new ProtocolError(
-      `not a JSON frame: ${JSON.stringify(line.slice(0, 40))}`,
-    );
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new ProtocolError(`a frame must be a JSON object, got ${describeJson(value)}`);
-  }
-  const frame = value as Record<string, unknown>;
-  if (frame.type === "error") {
-    const message = typeof frame.message === "string" ? frame.message : "(no message)";
-    throw new ProtocolError(`peer reported an error: ${printable(message)}`, true);
-  }
-  return frame;
-}
-
-/** The `error` frame line carrying `message`. */
-export function encodeError(message: string): string {
-  return JSON.stringify({ type: "error", message });
 }
 
 /**
@@ -955,9 +1045,213 @@ export function parseHello(line: string, policy: HelloPolicy): Hello {
       `server offered cipher ${cipher} (one-byte XOR, no integrity); ${hint}`,
     );
   }
-  const publicKey = parseWireInteger(frame.publicKey, "publicKey", maxDigitsFor(group));
+  const publicKey = parseWireInteger(frame.publicKey, "publicKey", group.pDecimal.length);
   validatePublicKey(group, publicKey);
   return { group, cipher, publicKey, line };
+}
+
+/**
+ * Client, handshake steps 2 and 5–7: the key line to send and the session.
+ *
+ * @param privateKey fixed key (teaching); a fresh random one when omitted
+ * @throws {RangeError} if a given private key is outside 1 … p − 2
+ */
+export function respondToHello(
+  hello: Hello,
+  privateKey: bigint = generatePrivateKey(hello.group),
+): { keyLine: string; session: Session } {
+  checkPrivateKey(hello.group, privateKey);
+  const publicKey = derivePublicKey(hello.group, privateKey);
+  const keyLine = JSON.stringify({ type: "key", publicKey: publicKey.toString() });
+  const session = Session.create({
+    role: "client",
+    group: hello.group,
+    cipher: hello.cipher,
+    privateKey,
+    publicKey,
+    peerPublicKey: hello.publicKey,
+    helloLine: hello.line,
+    keyLine,
+  });
+  return { keyLine, session };
+}
+
+/**
+ * Server, handshake steps 2, 3 and 5–7: checks the client's key line and
+ * derives the session.
+ *
+ * @throws {ProtocolError}
+ */
+export function acceptKey(offer: ServerOffer, keyLine: string): Session {
+  const frame = parseFrame(keyLine);
+  if (frame.type !== "key") {
+    throw new ProtocolError(`expected a key frame, got type ${describeJson(frame.type)}`);
+  }
+  const peerPublicKey = parseWireInteger(
+    frame.publicKey,
+    "publicKey",
+    offer.group.pDecimal.length,
+  );
+  validatePublicKey(offer.group, peerPublicKey);
+  return Session.create({
+    role: "server",
+    group: offer.group,
+    cipher: offer.cipher,
+    privateKey: offer.privateKey,
+    publicKey: offer.publicKey,
+    peerPublicKey,
+    helloLine: offer.line,
+    keyLine,
+  });
+}
+
+/** HMAC-SHA-256 with its key absorbed once: each tag copies two hash states. */
+class HmacSha256 {
+  readonly #inner: Hash;
+  readonly #outer: Hash;
+
+  constructor(key: Uint8Array) {
+    const block = new Uint8Array(64); // RFC 2104: keys up to the block size are zero-padded
+    block.set(key.length > 64 ? sha256(key) : key);
+    this.#inner = createHash("sha256").update(block.map((b) => b ^ 0x36));
+    this.#outer = createHash("sha256").update(block.map((b) => b ^ 0x5c));
+  }
+
+  digest(data: Uint8Array): Uint8Array {
+    const inner = this.#inner.copy().update(data).digest();
+    return new Uint8Array(this.#outer.copy().update(inner).digest());
+  }
+}
+
+/**
+ * AES-256-CTR as the protocol defines it: the keystream of record N is
+ * AES-256 of the counter blocks (N, 0), (N, 1), … (two 64-bit big-endian
+ * halves). One keyed AES block cipher (ECB over the counter blocks is CTR
+ * by definition) serves every record of a direction, so no cipher is set
+ * up per record.
+ */
+class AesCtr {
+  readonly #blockCipher: Cipheriv;
+
+  constructor(key: Uint8Array) {
+    this.#blockCipher = createCipheriv("aes-256-ecb", key, null).setAutoPadding(false);
+  }
+
+  keystream(seq: number, length: number): Uint8Array {
+    const blocks = Math.ceil(length / 16);
+    const counters = new Uint8Array(blocks * 16);
+    const view = new DataView(counters.buffer);
+    const seqHigh = Math.floor(seq / 2 ** 32);
+    const seqLow = seq >>> 0;
+    for (let i = 0; i < blocks; i++) {
+      view.setUint32(i * 16, seqHigh);
+      view.setUint32(i * 16 + 4, seqLow);
+      view.setUint32(i * 16 + 12, i); // a record below 64 GiB never needs the high word
+    }
+    return this.#blockCipher.update(counters);
+  }
+}
+
+/** One direction's record protection: encryption and, for the secure cipher, a tag. */
+interface DirectionKeys {
+  /** Plaintext ↔ ciphertext of record `seq` (XOR: the same both ways). */
+  crypt(seq: number, data: Uint8Array): Uint8Array;
+  /** The 32-byte tag over type, seq and ciphertext; undefined for xor8. */
+  tag(type: RecordType, seq: number, ciphertext: Uint8Array): Uint8Array | undefined;
+}
+
+/** UTF-8(type) ‖ 0x00 for every record type, encoded once. */
+const TYPE_PREFIX = Object.fromEntries(
+  Object.keys(RECORD_SENDERS).map((type) => [type, encoder.encode(`${type}\0`)]),
+) as Record<RecordType, Uint8Array>;
+
+/** Keys of one direction of `aes-256-ctr+hmac-sha256`. */
+function secureKeys(
+  okm: Uint8Array,
+  encryption: readonly [number, number],
+  mac: readonly [
+    number,
+    number,
+  ],
+): DirectionKeys {
+  const aes = new AesCtr(okm.subarray(...encryption));
+  const hmac = new HmacSha256(okm.subarray(...mac));
+  return {
+    crypt: (seq, data) => data.length === 0 ? data : xor(data, aes.keystream(seq, data.length)),
+    tag(type, seq, ciphertext) {
+      // The MAC input: UTF-8(T) ‖ 0x00 ‖ N as 8 bytes big-endian ‖ ciphertext.
+      const prefix = TYPE_PREFIX[type];
+      const input = new Uint8Array(prefix.length + 8 + ciphertext.length);
+      input.set(prefix);
+      const view = new DataView(input.buffer);
+      view.setUint32(prefix.length, Math.floor(seq / 2 ** 32));
+      view.setUint32(prefix.length + 4, seq >>> 0);
+      input.set(ciphertext, prefix.length + 8);
+      return hmac.digest(input);
+    },
+  };
+}
+
+/** Keys of `xor8`: one byte, Z mod 256, both directions; no tag. */
+function xor8Keys(sharedSecret: bigint): DirectionKeys {
+  const key = Uint8Array.of(Number(sharedSecret % 256n));
+  return { crypt: (_seq, data) => xor(data, key), tag: () => undefined };
+}
+
+const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Standard padded base64 (RFC 4648 §4), strictly: no whitespace, canonical. */
+function decodeBase64(text: unknown, field: string): Uint8Array {
+  if (typeof text !== "string" || !STRICT_BASE64.test(text)) {
+    throw new ProtocolError(`${field} is not standard padded base64`);
+  }
+  try {
+    return Uint8Array.fromBase64(text, { lastChunkHandling: "strict" });
+  } catch {
+    throw new ProtocolError(`${field} is not canonical base64`);
+  }
+}
+
+/** A record after authentication and decryption. */
+export interface ReceivedRecord {
+  /** Its type. */
+  readonly type: RecordType;
+  /** Its sequence number. */
+  readonly seq: number;
+  /** The decrypted plaintext. */
+  readonly text: string;
+}
+
+/** The line's content of a `chat` record. */
+export interface ChatLine {
+  /** Who wrote it: a client's name, or the server operator's. */
+  readonly from: string;
+  /** What they wrote. */
+  readonly text: string;
+}
+
+/** The plaintext of a `chat` record: `{"from":NAME,"text":TEXT}`. */
+export function encodeChat(line: ChatLine): string {
+  return JSON.stringify({ from: line.from, text: line.text });
+}
+
+/**
+ * Parses the plaintext of a `chat` record; other members are ignored.
+ *
+ * @throws {ProtocolError} unless it is a JSON object with string `from` and `text`
+ */
+export function parseChat(plaintext: string): ChatLine {
+  let value: unknown;
+  try {
+    value = JSON.parse(plaintext);
+  } catch {
+    throw new ProtocolError("a chat record must hold a JSON object");
+  }
+  const { from, text } = (value ?? {}) as Record<string, unknown>;
+  if (typeof from !== "string" || typeof text !== "string") {
+    throw new ProtocolError('a chat record must hold {"from": string, "text": string}');
+  }
+  return { from, text };
 }
 
 /** The parts of a finished handshake, as both sides see them. */
@@ -984,101 +1278,28 @@ export interface SessionParams {
   readonly fingerprint: string;
 }
 
-/**
- * Client, handshake steps 2 and 5–7: the key line to send and the session.
- *
- * @param privateKey fixed key (toy mode); a fresh random one when omitted
- */
-export async function respondToHello(
-  hello: Hello,
-  privateKey: bigint = generatePrivateKey(hello.group),
-): Promise<{ keyLine: string; session: Session }> {
-  checkPrivateKey(hello.group, privateKey);
-  const publicKey = derivePublicKey(hello.group, privateKey);
-  const keyLine = JSON.stringify({ type: "key", publicKey: publicKey.toString() });
-  const session = await Session.create({
-    role: "client",
-    group: hello.group,
-    cipher: hello.cipher,
-    privateKey,
-    publicKey,
-    peerPublicKey: hello.publicKey,
-    helloLine: hello.line,
-    keyLine,
-  });
-  return { keyLine, session };
-}
-
-/**
- * Server, handshake steps 2, 3 and 5–7: checks the client's key line and
- * derives the session.
- *
- * @throws {ProtocolError}
- */
-export async function acceptKey(offer: ServerOffer, keyLine: string): Promise<Session> {
-  const frame = parseFrame(keyLine);
-  if (frame.type !== "key") {
-    throw new ProtocolError(
-      `expected a key frame, got type ${describeJson(frame.type)}`,
-    );
-  }
-  const peerPublicKey = parseWireInteger(
-    frame.publicKey,
-    "publicKey",
-    maxDigitsFor(offer.group),
-  );
-  validatePublicKey(offer.group, peerPublicKey);
-  return await Session.create({
-    role: "server",
-    group: offer.group,
-    cipher: offer.cipher,
-    privateKey: offer.privateKey,
-    publicKey: offer.publicKey,
-    peerPublicKey,
-    helloLine: offer.line,
-    keyLine,
-  });
-}
-
-/** One direction's keys: AES-CTR and HMAC for the secure cipher, a byte for xor8. */
-interface DirectionKeys {
-  readonly encryption?: CryptoKey;
-  readonly mac?: CryptoKey;
-  readonly xorKey?: Uint8Array;
-}
-
-const RECORD_TYPES: readonly string[] = ["msg", "ack", "bye"];
-const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
-/** Standard padded base64 (RFC 4648 §4), strictly: no whitespace, canonical. */
-function decodeBase64(text: unknown, field: string): Uint8Array {
-  if (typeof text !== "string" || !STRICT_BASE64.test(text)) {
-    throw new ProtocolError(`${field} is not standard padded base64`);
-  }
-  try {
-    return Uint8Array.fromBase64(text, { lastChunkHandling: "strict" });
-  } catch {
-    throw new ProtocolError(`${field} is not canonical base64`);
-  }
-}
-
-/** The record header the MAC covers: UTF-8(type) ‖ 0x00 ‖ seq (8 bytes BE). */
-function macInput(type: string, seq: number, ciphertext: Uint8Array): Uint8Array {
-  const typeBytes = encoder.encode(type);
-  const out = new Uint8Array(typeBytes.length + 9 + ciphertext.length);
-  out.set(typeBytes);
-  new DataView(out.buffer).setBigUint64(typeBytes.length + 1, BigInt(seq));
-  out.set(ciphertext, typeBytes.length + 9);
-  return out;
-}
+/** What {@link Session.create} needs: both public keys and the two handshake lines as sent. */
+export type SessionInit =
+  & Pick<SessionParams, "role" | "group" | "cipher" | "privateKey" | "publicKey" | "peerPublicKey">
+  & { readonly helloLine: string; readonly keyLine: string };
 
 /**
  * An established DHX/1 session: seals outgoing records and opens incoming
- * ones, enforcing per-direction sequence numbers (0, 1, 2, … each way).
+ * ones, enforcing who may send which type and the per-direction sequence
+ * numbers (0, 1, 2, … each way). Synchronous: records are numbered in the
+ * order `seal` and `open` are called.
  *
- * Sealing and opening are each serialised internally, so records are
- * numbered in the order `seal`/`open` are called.
+ * @example Both ends of a toy session, in memory
+ * ```ts
+ * import { acceptKey, createOffer, GROUPS, parseHello, respondToHello, TOY_CIPHER } from "./dh.ts";
+ *
+ * const offer = createOffer(GROUPS.toy, TOY_CIPHER, 3n); // server: b = 3
+ * const hello = parseHello(offer.line, { insecure: true });
+ * const { keyLine, session: client } = respondToHello(hello, 5n); // client: a = 5
+ * const server = acceptKey(offer, keyLine);
+ * const line = client.seal("msg", "hello"); // {"type":"msg","seq":0,"data":"e3Z/f3w="}
+ * server.open(line).text; // "hello"
+ * ```
  */
 export class Session implements SessionParams {
   readonly role: Role;
@@ -1091,18 +1312,13 @@ export class Session implements SessionParams {
   readonly transcriptHash: Uint8Array;
   readonly keySchedule: Uint8Array;
   readonly fingerprint: string;
-  #send: DirectionKeys;
-  #receive: DirectionKeys;
+  readonly #peerRole: Role;
+  readonly #send: DirectionKeys;
+  readonly #receive: DirectionKeys;
   #sendSeq = 0;
   #receiveSeq = 0;
-  #sealing: Promise<unknown> = Promise.resolve();
-  #opening: Promise<unknown> = Promise.resolve();
 
-  private constructor(
-    params: SessionParams,
-    send: DirectionKeys,
-    receive: DirectionKeys,
-  ) {
+  private constructor(params: SessionParams, send: DirectionKeys, receive: DirectionKeys) {
     this.role = params.role;
     this.group = params.group;
     this.cipher = params.cipher;
@@ -1113,6 +1329,7 @@ export class Session implements SessionParams {
     this.transcriptHash = params.transcriptHash;
     this.keySchedule = params.keySchedule;
     this.fingerprint = params.fingerprint;
+    this.#peerRole = params.role === "client" ? "server" : "client";
     this.#send = send;
     this.#receive = receive;
   }
@@ -1121,43 +1338,17 @@ export class Session implements SessionParams {
    * Derives a session from both public keys and the two handshake lines
    * (steps 5–7). The peer key must already be validated.
    */
-  static async create(init: {
-    role: Role;
-    group: DhGroup;
-    cipher: CipherName;
-    privateKey: bigint;
-    publicKey: bigint;
-    peerPublicKey: bigint;
-    helloLine: string;
-    keyLine: string;
-  }): Promise<Session> {
-    // WebCrypto works off the main thread: hash while the bigint work runs.
-    const transcript = transcriptHash(init.helloLine, init.keyLine);
+  static create(init: SessionInit): Session {
     const sharedSecret = computeSharedSecret(init.group, init.peerPublicKey, init.privateKey);
-    const th = await transcript;
-    const okm = await deriveKeySchedule(init.group, sharedSecret, th);
-    const directionKeys = async (offset: number): Promise<DirectionKeys> => {
-      if (init.cipher === TOY_CIPHER) {
-        return { xorKey: Uint8Array.of(Number(sharedSecret % 256n)) };
-      }
-      const [encryption, mac] = await Promise.all([
-        crypto.subtle.importKey("raw", okm.slice(offset, offset + 32), "AES-CTR", false, [
-          "encrypt",
-        ]),
-        crypto.subtle.importKey(
-          "raw",
-          okm.slice(offset + 32, offset + 64),
-          { name: "HMAC", hash: "SHA-256" },
-          false,
-          ["sign", "verify"],
-        ),
-      ]);
-      return { encryption, mac };
-    };
-    const [clientToServer, serverToClient] = await Promise.all([
-      directionKeys(0),
-      directionKeys(64),
-    ]);
+    const th = transcriptHash(init.helloLine, init.keyLine);
+    const okm = deriveKeySchedule(init.group, sharedSecret, th);
+    const layout = KEY_SCHEDULE_LAYOUT;
+    const [clientToServer, serverToClient] = init.cipher === TOY_CIPHER
+      ? [xor8Keys(sharedSecret), xor8Keys(sharedSecret)]
+      : [
+        secureKeys(okm, layout.clientEncryption, layout.clientMac),
+        secureKeys(okm, layout.serverEncryption, layout.serverMac),
+      ];
     const params: SessionParams = {
       role: init.role,
       group: init.group,
@@ -1168,7 +1359,7 @@ export class Session implements SessionParams {
       sharedSecret,
       transcriptHash: th,
       keySchedule: okm,
-      fingerprint: formatFingerprint(okm.subarray(128, 136)),
+      fingerprint: formatFingerprint(okm.subarray(...layout.fingerprint)),
     };
     return init.role === "client"
       ? new Session(params, clientToServer, serverToClient)
@@ -1180,650 +1371,67 @@ export class Session implements SessionParams {
     return this.#sendSeq;
   }
 
-  /** Seals `text` as the next record of type `type`; returns its line. */
-  seal(type: RecordType, text: string): Promise<string> {
+  /**
+   * Seals `text` as the next record of type `type`; returns its line.
+   *
+   * @throws {RangeError} for a type our role may not send
+   */
+  seal(type: RecordType, text: string): string {
+    if (!RECORD_SENDERS[type]?.includes(this.role)) {
+      throw new RangeError(`a ${this.role} may not send ${type}`);
+    }
     const seq = this.#sendSeq++;
-    const sealed = this.#sealing.then(() => this.#seal(type, seq, text));
-    this.#sealing = sealed.catch(() => {});
-    return sealed;
+    const ciphertext = this.#send.crypt(seq, encoder.encode(text));
+    const data = ciphertext.toBase64();
+    const tag = this.#send.tag(type, seq, ciphertext);
+    return tag
+      ? JSON.stringify({ type, seq, data, tag: tag.toBase64() })
+      : JSON.stringify({ type, seq, data });
   }
 
   /**
-   * Opens one received line: checks type, sequence number and tag (before
-   * decrypting), then decodes UTF-8.
+   * Opens one received line: checks type, direction and sequence number, the
+   * tag (in constant time, before decrypting), then the plaintext: UTF-8, an
+   * empty `bye`, a `ping` of at most 32 bytes.
    *
    * @throws {ProtocolError} on any deviation, and for a peer's `error` frame
    */
-  open(line: string): Promise<ReceivedFrame> {
-    const opened = this.#opening.then(() => this.#open(line));
-    this.#opening = opened.catch(() => {});
-    return opened;
-  }
-
-  async #keystream(keys: DirectionKeys, seq: number, length: number): Promise<Uint8Array> {
-    if (keys.xorKey) return keys.xorKey;
-    // Initial counter block: seq (8 bytes BE) ‖ 8 zero bytes; the low 64 bits
-    // count blocks.
-    const counter = new Uint8Array(16);
-    new DataView(counter.buffer).setBigUint64(0, BigInt(seq));
-    return new Uint8Array(
-      await crypto.subtle.encrypt(
-        { name: "AES-CTR", counter, length: 64 },
-        keys.encryption!,
-        new Uint8Array(length),
-      ),
-    );
-  }
-
-  async #seal(type: RecordType, seq: number, text: string): Promise<string> {
-    const plaintext = encoder.encode(text);
-    const keys = this.#send;
-    const ciphertext = plaintext.length === 0
-      ? plaintext
-      : xor(plaintext, await this.#keystream(keys, seq, plaintext.length));
-    const data = ciphertext.toBase64();
-    if (!keys.mac) return JSON.stringify({ type, seq, data });
-    const tag = new Uint8Array(
-      await crypto.subtle.sign(
-        "HMAC",
-        keys.mac,
-        macInput(type, seq, ciphertext) as Uint8Array<ArrayBuffer>,
-      ),
-    );
-    return JSON.stringify({ type, seq, data, tag: tag.toBase64() });
-  }
-
-  async #open(line: string): Promise<ReceivedFrame> {
-    let frame: Record<string, unknown>;
-    try {
-      frame = parseFrame(line);
-    } catch (error) {
-      if (error instanceof ProtocolError && error.fromPeer) {
-        return { type: "error", message: error.message };
-      }
-      throw error;
-    }
-    const type = frame.type;
-    if (typeof type !== "string" || !RECORD_TYPES.includes(type)) {
+  open(line: string): ReceivedRecord {
+    const frame = parseFrame(line);
+    const { type, seq } = frame;
+    if (!isRecordType(type)) {
       throw new ProtocolError(`unexpected frame type ${describeJson(type)} after the handshake`);
     }
-    const expected = this.role === "server" ? ["msg", "bye"] : ["msg", "ack", "bye"];
-    if (!expected.includes(type)) {
-      throw new ProtocolError(
-        `a ${this.role === "server" ? "client" : "server"} may not send ${type}`,
-      );
+    if (!RECORD_SENDERS[type].includes(this.#peerRole)) {
+      throw new ProtocolError(`a ${this.#peerRole} may not send ${type} records`);
     }
-    const seq = frame.seq;
     if (seq !== this.#receiveSeq) {
       throw new ProtocolError(
-        `wrong sequence number ${
-          describeJson(seq)
-        }, expected ${this.#receiveSeq} (replayed, reordered or lost record)`,
+        Number.isSafeInteger(seq)
+          ? `wrong sequence number ${seq}, expected ${this.#receiveSeq} (replayed, reordered or lost record)`
+          : `seq must be a JSON integer (${this.#receiveSeq} expected), got ${describeJson(seq)}`,
       );
     }
     const ciphertext = decodeBase64(frame.data, "data");
-    const keys = this.#receive;
-    // The keystream does not depend on the record, so it is computed while the
-    // tag is checked; it touches the ciphertext only after the tag passed.
-    const keystream = ciphertext.length === 0
-      ? undefined
-      : this.#keystream(keys, seq, ciphertext.length);
-    keystream?.catch(() => {}); // unused when the tag fails
-    if (keys.mac) {
+    const expectedTag = this.#receive.tag(type, seq, ciphertext);
+    if (expectedTag) {
       const tag = decodeBase64(frame.tag, "tag");
-      const valid = tag.length === 32 &&
-        await crypto.subtle.verify(
-          "HMAC",
-          keys.mac,
-          tag as Uint8Array<ArrayBuffer>,
-          macInput(type, seq, ciphertext) as Uint8Array<ArrayBuffer>,
-        );
-      if (!valid) {
+      if (tag.length !== expectedTag.length || !timingSafeEqual(tag, expectedTag)) {
         throw new ProtocolError("record authentication failed (tampered or forged record)");
       }
     }
     this.#receiveSeq++;
-    const plaintext = keystream ? xor(ciphertext, await keystream) : ciphertext;
+    const plaintext = this.#receive.crypt(seq, ciphertext);
     let text: string;
     try {
       text = utf8.decode(plaintext);
     } catch {
       throw new ProtocolError("record plaintext is not valid UTF-8");
     }
-    if (type === "bye" && text !== "") {
-      throw new ProtocolError("a bye record must be empty");
+    if (type === "bye" && text !== "") throw new ProtocolError("a bye record must be empty");
+    if (type === "ping" && plaintext.length > MAX_PING_BYTES) {
+      throw new ProtocolError(`a ping carries at most ${MAX_PING_BYTES} bytes`);
     }
-    return { type: type as RecordType, seq, text };
+    return { type, seq, text };
   }
-}
-
-/**
- * The whole computation of a session, one step a line, for `--verbose` and
- * toy mode: a lesson in Diffie-Hellman. Prints secrets; never call it
- * otherwise.
- */
-export function explainSession(session: Session): string[] {
-  const [mine, theirs] = session.role === "server" ? ["b", "A"] : ["a", "B"];
-  const mineUpper = mine.toUpperCase();
-  const okm = session.keySchedule;
-  const lines = [
-    `p = ${session.group.p}`,
-    `g = ${session.group.g}`,
-    `private key ${mine} = ${session.privateKey}`,
-    `public key ${mineUpper} = g^${mine} mod p = ${session.publicKey}`,
-    `peer public key ${theirs} = ${session.peerPublicKey}`,
-    `shared secret Z = ${theirs}^${mine} mod p = ${session.sharedSecret}`,
-    `transcript hash th = SHA-256(hello LF key LF) = ${session.transcriptHash.toHex()}`,
-    `key schedule = HKDF-SHA-256(Z, th, "dhx/1 key schedule", 136 bytes):`,
-  ];
-  if (session.cipher === TOY_CIPHER) {
-    lines.push(`  xor8 key byte = Z mod 256 = ${session.sharedSecret % 256n}`);
-  } else {
-    lines.push(
-      `  client→server encryption key ${okm.subarray(0, 32).toHex()}`,
-      `  client→server MAC key        ${okm.subarray(32, 64).toHex()}`,
-      `  server→client encryption key ${okm.subarray(64, 96).toHex()}`,
-      `  server→client MAC key        ${okm.subarray(96, 128).toHex()}`,
-    );
-  }
-  lines.push(`  fingerprint = ${session.fingerprint}`);
-  return lines;
-}
-
-/**
- * Checks that an `ack` acknowledges `expectedSeq`, the oldest message still
- * waiting (acks arrive one per message, in order).
- *
- * @throws {ProtocolError}
- */
-export function checkAck(text: string, expectedSeq: number | undefined): void {
-  if (expectedSeq === undefined) {
-    throw new ProtocolError(`server acknowledged message ${printable(text)}, which was never sent`);
-  }
-  if (text !== String(expectedSeq)) {
-    throw new ProtocolError(
-      `server acknowledged message ${printable(text)}, expected ${expectedSeq}`,
-    );
-  }
-}
-
-// ───────────────────────────────────────────────────────────────────────────
-// 6. Framing
-// ───────────────────────────────────────────────────────────────────────────
-
-/** Default longest line, LF excluded: 1 MiB. */
-export const DEFAULT_MAX_LINE = 1_048_576;
-
-/** Options of {@link LineReader}. */
-export interface LineReaderOptions {
-  /** Longest line in bytes, LF (and a CR before it) excluded. */
-  readonly maxLine?: number;
-  /**
-   * Whether bytes after the last LF at end of input form a final line (stdin:
-   * yes) or a protocol error (a socket: the peer vanished mid-frame).
-   */
-  readonly allowUnterminated?: boolean;
-}
-
-/**
- * Reads LF-terminated UTF-8 lines from a byte stream — the socket and stdin
- * alike. Lines come without LF and without a CR right before it. A line over
- * `maxLine` bytes fails as soon as the excess arrives; nothing past the limit
- * (plus the chunk being scanned) is ever buffered.
- */
-export class LineReader {
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  readonly #maxLine: number;
-  readonly #allowUnterminated: boolean;
-  #pending: Uint8Array[] = [];
-  #pendingLength = 0;
-  #chunk: Uint8Array = new Uint8Array(0);
-  #done = false;
-  #error: unknown = undefined;
-
-  /** @param source the bytes to split: a socket's (see {@link LineConnection}) or `Deno.stdin.readable` */
-  constructor(source: ReadableStream<Uint8Array>, options: LineReaderOptions = {}) {
-    this.#reader = source.getReader();
-    this.#maxLine = options.maxLine ?? DEFAULT_MAX_LINE;
-    this.#allowUnterminated = options.allowUnterminated ?? false;
-  }
-
-  /**
-   * The next line, or `null` at the end of input.
-   *
-   * @throws {ProtocolError} for an overlong line, invalid UTF-8, or input that
-   *   ends mid-line (unless `allowUnterminated`). An error is final: the
-   *   stream is out of step, so every later call throws it again.
-   */
-  async readLine(): Promise<string | null> {
-    if (this.#error) throw this.#error;
-    try {
-      return await this.#nextLine();
-    } catch (error) {
-      this.#error = error;
-      throw error;
-    }
-  }
-
-  async #nextLine(): Promise<string | null> {
-    for (;;) {
-      const lf = this.#chunk.indexOf(0x0a);
-      if (lf >= 0) {
-        const line = this.#take(this.#chunk.subarray(0, lf));
-        this.#chunk = this.#chunk.subarray(lf + 1);
-        return line;
-      }
-      this.#keep(this.#chunk);
-      this.#chunk = new Uint8Array(0);
-      if (this.#done) break;
-      const { value, done } = await this.#reader.read();
-      if (done) this.#done = true;
-      else this.#chunk = value;
-    }
-    if (this.#pendingLength === 0) return null;
-    if (!this.#allowUnterminated) {
-      this.#pending = [];
-      this.#pendingLength = 0;
-      throw new ProtocolError("connection closed in the middle of a line");
-    }
-    return this.#take(new Uint8Array(0));
-  }
-
-  /** Stops reading and releases the source. */
-  async cancel(): Promise<void> {
-    this.#done = true;
-    await this.#reader.cancel().catch(() => {});
-  }
-
-  #keep(part: Uint8Array): void {
-    if (part.length === 0) return;
-    // One byte of slack: a CR that may still turn out to precede the LF.
-    if (this.#pendingLength + part.length > this.#maxLine + 1) {
-      this.#pending = [];
-      this.#pendingLength = 0;
-      this.#chunk = new Uint8Array(0);
-      throw new ProtocolError(`line longer than ${this.#maxLine} bytes`);
-    }
-    this.#pending.push(part.slice());
-    this.#pendingLength += part.length;
-  }
-
-  #take(tail: Uint8Array): string {
-    this.#keep(tail);
-    let bytes = new Uint8Array(this.#pendingLength);
-    let offset = 0;
-    for (const part of this.#pending) {
-      bytes.set(part, offset);
-      offset += part.length;
-    }
-    this.#pending = [];
-    this.#pendingLength = 0;
-    if (bytes.at(-1) === 0x0d) bytes = bytes.subarray(0, -1);
-    if (bytes.length > this.#maxLine) {
-      throw new ProtocolError(`line longer than ${this.#maxLine} bytes`);
-    }
-    try {
-      return utf8.decode(bytes);
-    } catch {
-      throw new ProtocolError("line is not valid UTF-8");
-    }
-  }
-}
-
-/**
- * Races `promise` against a timer.
- *
- * @throws {ProtocolError} with `message` when `ms` pass first
- */
-export async function withTimeout<T>(
-  promise: Promise<T>,
-  ms: number,
-  message: string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ProtocolError(message)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-    promise.catch(() => {}); // a late failure of the loser is not unhandled
-  }
-}
-
-/** Bytes read per socket read. */
-const SOCKET_READ_SIZE = 16 * 1024;
-
-/**
- * The bytes of a socket as a stream. Unlike `conn.readable`, reaching the
- * peer's end of input does not close the socket: a peer that half-closes
- * (`nc -N`) must still receive our `error` frame.
- */
-function socketBytes(conn: Deno.Conn): ReadableStream<Uint8Array> {
-  const buffer = new Uint8Array(SOCKET_READ_SIZE);
-  return new ReadableStream({
-    async pull(controller) {
-      const n = await conn.read(buffer);
-      if (n === null) controller.close();
-      else controller.enqueue(buffer.slice(0, n));
-    },
-  });
-}
-
-/**
- * A DHX/1 connection: a {@link LineReader} on the socket's input and a
- * serialised line writer on its output, so records leave in sequence order.
- */
-export class LineConnection {
-  /** The reader of incoming lines. */
-  readonly reader: LineReader;
-  /** "host:port" of the peer. */
-  readonly peer: string;
-  readonly #conn: Deno.Conn;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #writing: Promise<void> = Promise.resolve();
-  #closed = false;
-
-  /** @param conn an accepted or connected TCP connection */
-  constructor(conn: Deno.Conn, maxLine = DEFAULT_MAX_LINE) {
-    this.#conn = conn;
-    // Records are small and answered one by one: Nagle's delay only hurts.
-    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    this.reader = new LineReader(socketBytes(conn), { maxLine });
-    this.#writer = conn.writable.getWriter();
-    const addr = conn.remoteAddr as Deno.NetAddr;
-    this.peer = `${addr.hostname}:${addr.port}`;
-  }
-
-  /** The next line from the peer, or `null` when it closed cleanly. */
-  readLine(): Promise<string | null> {
-    return this.reader.readLine();
-  }
-
-  /** Writes `line` + LF after everything queued before it. */
-  writeLine(line: string): Promise<void> {
-    return this.#enqueue(line);
-  }
-
-  /** Seals a record with `session` and writes it, keeping seq order on the wire. */
-  sendRecord(session: Session, type: RecordType, text: string): Promise<void> {
-    return this.#enqueue(session.seal(type, text));
-  }
-
-  #enqueue(line: string | Promise<string>): Promise<void> {
-    const written = this.#writing.then(async () =>
-      this.#writer.write(encoder.encode(await line + "\n"))
-    );
-    this.#writing = written.catch(() => {});
-    return written;
-  }
-
-  /** Best effort: sends an `error` frame, then closes. Never throws. */
-  async fail(message: string): Promise<void> {
-    if (!this.#closed) {
-      await withTimeout(this.writeLine(encodeError(message)), 1000, "write timed out")
-        .catch(() => {});
-    }
-    this.close();
-  }
-
-  /** Closes the connection (idempotent). */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.#conn.close();
-    } catch {
-      // already closed by the peer
-    }
-  }
-
-  /** Whether {@link close} was called. */
-  get closed(): boolean {
-    return this.#closed;
-  }
-}
-
-// ───────────────────────────────────────────────────────────────────────────
-// 7. Console
-// ───────────────────────────────────────────────────────────────────────────
-
-/** Exit codes of both scripts. */
-export const EXIT = Object.freeze({ OK: 0, FAILURE: 1, USAGE: 2 });
-
-/** A wrong flag or value: one `[!]` line and exit code 2. */
-export class UsageError extends Error {
-  /** @param message what is wrong with the command line */
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
-
-/** The printer of both scripts: `[*]` info, `[+]` success, `[!]` problems. */
-export interface Logger {
-  /** True when info and success lines are dropped: skip work done only to print them. */
-  readonly quiet?: boolean;
-  /** `[*]` progress; hidden by `--quiet`. */
-  info(message: string): void;
-  /** `[+]` success; hidden by `--quiet`. */
-  success(message: string): void;
-  /** `[*]` a line shown even with `--quiet` (e.g. where the server listens). */
-  notice(message: string): void;
-  /** `[!]` to stderr, always. */
-  error(message: string): void;
-}
-
-/** Options of {@link createLogger}. */
-export interface LoggerOptions {
-  /** Print only errors and notices. */
-  readonly quiet?: boolean;
-  /** Colour the prefixes (default: stdout is a terminal and NO_COLOR unset). */
-  readonly color?: boolean;
-  /** Where lines go (default: console.log / console.error). */
-  readonly write?: (line: string, stream: "stdout" | "stderr") => void;
-}
-
-/** Whether stdout is a terminal that wants colour (`NO_COLOR` unset). */
-export function wantsColor(): boolean {
-  return Deno.stdout.isTerminal() && !Deno.noColor;
-}
-
-/** A {@link Logger} writing to stdout/stderr, or to `options.write`. */
-export function createLogger(options: LoggerOptions = {}): Logger {
-  const color = options.color ?? wantsColor();
-  const write = options.write ??
-    ((line, stream) => stream === "stdout" ? console.log(line) : console.error(line));
-  const paint = (prefix: string, hue: "cyan" | "green" | "red") =>
-    color ? styleText(hue, prefix, { validateStream: false }) : prefix;
-  const quiet = options.quiet ?? false;
-  return {
-    quiet,
-    info: (m) => quiet || write(`${paint("[*]", "cyan")} ${m}`, "stdout"),
-    success: (m) => quiet || write(`${paint("[+]", "green")} ${m}`, "stdout"),
-    notice: (m) => write(`${paint("[*]", "cyan")} ${m}`, "stdout"),
-    // Messages are often built from lower-case error texts: start the line upper-case.
-    error: (m) =>
-      write(`${paint("[!]", "red")} ${m.charAt(0).toUpperCase()}${m.slice(1)}`, "stderr"),
-  };
-}
-
-// deno-lint-ignore no-control-regex
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
-
-/**
- * Makes untrusted text safe for a terminal: control characters (which could
- * move the cursor or recolour the screen) are shown as `\u{…}` escapes.
- */
-export function printable(text: string): string {
-  return text.replace(
-    CONTROL_CHARACTERS,
-    (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`,
-  );
-}
-
-/** A short description of a JSON value for error messages. */
-function describeJson(value: unknown): string {
-  if (value === undefined) return "nothing";
-  const text = typeof value === "bigint" ? `${value}n` : JSON.stringify(value) ?? String(value);
-  return printable(text.length > 40 ? text.slice(0, 37) + "..." : text);
-}
-
-/** Flag definitions in `node:util` `parseArgs` form. */
-export type FlagSpec = Record<
-  string,
-  { type: "string" | "boolean"; short?: string; default?: string | boolean }
->;
-
-/** The flags both scripts take. */
-export const COMMON_FLAGS: FlagSpec = Object.freeze({
-  host: { type: "string" },
-  port: { type: "string" },
-  "max-line": { type: "string" },
-  quiet: { type: "boolean" },
-  verbose: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-});
-
-/** A parsed command line: options for the library call, plus `--quiet` and `--help`. */
-export interface ParsedCommand<T> {
-  /** Options for `startServer` / `runClient`. */
-  options: T;
-  /** `--quiet`. */
-  quiet: boolean;
-  /** `--help`. */
-  help: boolean;
-}
-
-/**
- * Parsed flag values with typed, checked accessors. Each accessor returns
- * `undefined` for an absent flag and throws {@link UsageError} for a bad value.
- */
-export class Flags {
-  readonly #values: Record<string, string | boolean | undefined>;
-
-  /** @param values the output of `parseArgs` */
-  constructor(values: Record<string, string | boolean | undefined>) {
-    this.#values = values;
-  }
-
-  /** Whether the flag was given. */
-  has(name: string): boolean {
-    return this.#values[name] !== undefined;
-  }
-
-  /** A boolean flag. */
-  boolean(name: string): boolean {
-    return this.#values[name] === true;
-  }
-
-  /** A string flag as given. */
-  string(name: string): string | undefined {
-    const value = this.#values[name];
-    return typeof value === "string" ? value : undefined;
-  }
-
-  /** A whole number within [min, max]. */
-  integer(name: string, min: number, max: number): number | undefined {
-    const value = this.string(name);
-    if (value === undefined) return undefined;
-    const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new UsageError(
-        `--${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`,
-      );
-    }
-    return n;
-  }
-
-  /** A duration in seconds (decimals allowed, above 0, at most a day), as milliseconds. */
-  milliseconds(name: string): number | undefined {
-    const value = this.string(name);
-    if (value === undefined) return undefined;
-    const seconds = /^[0-9]+(\.[0-9]+)?$/.test(value) ? Number(value) : NaN;
-    if (!(seconds > 0 && seconds <= 86_400)) {
-      throw new UsageError(
-        `--${name} must be a number of seconds above 0, got ${JSON.stringify(value)}`,
-      );
-    }
-    return Math.round(seconds * 1000);
-  }
-
-  /** A big decimal integer (`--prime`, `--private-key`). */
-  bigint(name: string): bigint | undefined {
-    const value = this.string(name);
-    if (value === undefined) return undefined;
-    if (!/^[0-9]+$/.test(value) || value.length > MAX_WIRE_DIGITS) {
-      throw new UsageError(`--${name} must be a decimal number, got ${JSON.stringify(value)}`);
-    }
-    return BigInt(value);
-  }
-}
-
-/**
- * Parses a command line strictly against {@link COMMON_FLAGS} plus `extra`:
- * unknown flags and stray arguments are errors, and so is `--quiet` with
- * `--verbose`.
- *
- * @throws {UsageError}
- */
-export function parseFlags(args: string[], extra: FlagSpec): Flags {
-  let flags: Flags;
-  try {
-    const { values } = parseArgs({
-      args,
-      options: { ...COMMON_FLAGS, ...extra },
-      strict: true,
-      allowPositionals: false,
-    });
-    flags = new Flags(values as Record<string, string | boolean | undefined>);
-  } catch (error) {
-    throw new UsageError((error as Error).message.split("\n")[0]);
-  }
-  if (flags.boolean("quiet") && flags.boolean("verbose")) {
-    throw new UsageError("--quiet and --verbose exclude each other");
-  }
-  return flags;
-}
-
-/** Options both scripts take, from {@link COMMON_FLAGS}. */
-export interface CommonOptions {
-  /** `--host`. */
-  host?: string;
-  /** `--port`. */
-  port?: number;
-  /** `--max-line`. */
-  maxLine?: number;
-  /** `--verbose`. */
-  verbose: boolean;
-}
-
-/**
- * The values of {@link COMMON_FLAGS} that become library options.
- *
- * @param minPort 0 for a server (any free port), 1 for a client
- * @throws {UsageError}
- */
-export function commonOptions(flags: Flags, minPort: number): CommonOptions {
-  return {
-    host: flags.string("host"),
-    port: flags.integer("port", minPort, 65535),
-    maxLine: flags.integer("max-line", 1024, 64 * 1024 * 1024),
-    verbose: flags.boolean("verbose"),
-  };
-}
-
-/**
- * A one-line reason for an error of the network layer or the protocol, for
- * the `[!]` line (never a stack trace).
- */
-export function describeError(error: unknown): string {
-  if (error instanceof ProtocolError || error instanceof UsageError) return error.message;
-  if (error instanceof Deno.errors.ConnectionRefused) return "connection refused";
-  if (error instanceof Deno.errors.ConnectionReset) return "connection reset by peer";
-  if (error instanceof Deno.errors.BrokenPipe) return "connection closed by peer";
-  if (error instanceof Deno.errors.AddrInUse) return "address already in use";
-  if (error instanceof Error) return printable(error.message.split("\n")[0]);
-  return String(error);
 }

@@ -1,47 +1,64 @@
 /**
- * dhx chat server: accepts clients, agrees a key with each over DHX/1 and
- * prints the messages they send.
+ * dhx chat server: agrees a key with each client over DHX/1, shows what they
+ * write, sends what its operator types, and in room mode relays every line.
  *
  * ```sh
  * deno run --allow-net server.ts            # ffdhe2048, AES-256-CTR + HMAC
+ * deno run --allow-net server.ts --room     # a chat room: clients see each other
  * deno run --allow-net server.ts --toy      # the original: p 23, g 5, b 3, xor8
  * ```
  *
  * Also a library: {@link startServer} runs a server in-process and returns a
- * handle (tests and the load benchmark use it).
+ * handle; `handle.connect()` gives an in-memory connection to it.
  *
  * @module
  */
 
+import { type Member, NAME_PATTERN, NAME_RULE, OPERATOR_COMMANDS, Room } from "./chat.ts";
 import {
-  acceptKey,
-  type CipherName,
-  commonOptions,
+  count,
   createLogger,
-  createOffer,
-  customGroup,
-  DEFAULT_GROUP,
-  DEFAULT_MAX_LINE,
   describeBigint,
   describeError,
-  type DhGroup,
   EXIT,
   explainSession,
-  GROUPS,
-  isGroupName,
-  LineConnection,
+  type Flags,
+  inputLines,
   type Logger,
+  Output,
   type ParsedCommand,
   parseFlags,
-  printable,
+  UsageError,
+} from "./console.ts";
+import {
+  type CipherName,
+  customGroup,
+  DEFAULT_GROUP,
+  type DhGroup,
+  encodeChat,
+  GROUPS,
+  isGroupName,
+  isSafePrime,
+  isTeachingGroup,
   ProtocolError,
   SECURE_CIPHER,
   SECURE_GROUP_NAMES,
-  type Session,
   TOY_CIPHER,
-  UsageError,
-  withTimeout,
 } from "./dh.ts";
+import {
+  Channel,
+  type ChannelEnd,
+  type Connection,
+  DEFAULT_HOST,
+  DEFAULT_MAX_LINE,
+  DEFAULT_PORT,
+  type Duplex,
+  LineConnection,
+  longestHello,
+  maxRecordText,
+  memoryPipe,
+  serverHandshake,
+} from "./transport.ts";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -49,42 +66,68 @@ export interface ServerOptions {
   host?: string;
   /** Port (default 4444; 0 picks a free one). */
   port?: number;
+  /** Listen on TCP (default true); false serves only {@link ServerHandle.connect} connections. */
+  listen?: boolean;
   /** The group offered to every client (default ffdhe2048). */
   group?: DhGroup;
   /** The cipher offered (default aes-256-ctr+hmac-sha256). */
   cipher?: CipherName;
   /** A fixed private key (toy mode); a fresh random one per connection if unset. */
   privateKey?: bigint;
-  /** Most simultaneous clients; one more is told so and closed (default 100). */
+  /** Room mode: relay each client's line to the others, with join/leave/rename notices. */
+  room?: boolean;
+  /** The operator's name on lines typed at the server (default "server"). */
+  name?: string;
+  /** Most simultaneous clients, handshakes included (default 100). */
   maxClients?: number;
+  /** Most simultaneous connections from one address (default 10). */
+  maxPerAddress?: number;
   /** Longest line accepted, in bytes (default 1 MiB). */
   maxLine?: number;
-  /** Time a client has to send its key, in ms (default 10 s). */
+  /** Time a client has to send its key, and to finish any line it starts, in ms (default 10 s). */
   handshakeTimeoutMs?: number;
+  /** Ping a client silent this long; drop it if silent as long again, in ms (default 30 s; 0: off). */
+  keepaliveMs?: number;
+  /** Time each write to a client may take, and after which a missing ack is reported, in ms (default 10 s). */
+  writeTimeoutMs?: number;
+  /** Most records queued for one client (default 4096). */
+  maxQueuedRecords?: number;
+  /** Most bytes queued for one client (default 8 MiB). */
+  maxQueuedBytes?: number;
   /** Show every number (private keys, shared secrets) in full. */
   verbose?: boolean;
   /** Where to print (default: stdout/stderr). */
   logger?: Logger;
-  /** Called with each decrypted message (tests, embedding). */
+  /** Called with each chat line a client sends (tests, embedding). */
   onMessage?: (message: ReceivedMessage) => void;
 }
 
-/** A chat line as the server received it. */
+/** A line as the server received it. */
 export interface ReceivedMessage {
   /** "host:port" of the client. */
   readonly peer: string;
+  /** The client's name when it sent the line. */
+  readonly name: string;
   /** Sequence number of the record. */
   readonly seq: number;
-  /** The decrypted text. */
+  /** The decrypted text (commands included). */
   readonly text: string;
 }
 
 /** A running server. */
 export interface ServerHandle {
-  /** Where it listens (the real port when 0 was asked). */
-  readonly addr: Deno.NetAddr;
-  /** Number of connections being served now. */
+  /** Where it listens (the real port when 0 was asked); undefined with `listen: false`. */
+  readonly addr: Deno.NetAddr | undefined;
+  /** Number of connections being served now, handshakes included. */
   readonly connections: number;
+  /** The clients in session, with their names. */
+  readonly members: readonly Member[];
+  /** Handles a line typed by the operator: `/who`, `/kick NAME`, or a line for every client. */
+  operator(line: string): void;
+  /** Serves one connection (any readable/writable pair); resolves when it ends. */
+  serve(conn: Connection, peer?: string): Promise<void>;
+  /** An in-memory connection to this server, for a client in the same process. */
+  connect(peer?: string): Duplex;
   /**
    * Stops accepting, sends `bye` to every client in a session, closes all
    * connections and resolves when every handler has finished.
@@ -95,187 +138,336 @@ export interface ServerHandle {
 }
 
 /** Defaults of the flags, shown by `--help`. */
-export const SERVER_DEFAULTS = Object.freeze({
-  host: "127.0.0.1",
-  port: 4444,
+export const SERVER_DEFAULTS: Readonly<{
+  host: string;
+  port: number;
+  name: string;
+  maxClients: number;
+  maxPerAddress: number;
+  maxLine: number;
+  handshakeTimeoutMs: number;
+  keepaliveMs: number;
+  writeTimeoutMs: number;
+  maxQueuedRecords: number;
+  maxQueuedBytes: number;
+}> = Object.freeze({
+  host: DEFAULT_HOST,
+  port: DEFAULT_PORT,
+  name: "server",
   maxClients: 100,
+  maxPerAddress: 10,
   maxLine: DEFAULT_MAX_LINE,
   handshakeTimeoutMs: 10_000,
+  keepaliveMs: 30_000,
+  writeTimeoutMs: 10_000,
+  maxQueuedRecords: 4096,
+  maxQueuedBytes: 8 * 1024 * 1024,
 });
-
-/** Pause after a failed accept (e.g. out of file descriptors) before trying again. */
-const ACCEPT_RETRY_MS = 100;
 
 /** The original's private key b. */
 export const TOY_SERVER_PRIVATE_KEY = 3n;
 
-/** One client connection and, once agreed, its session. */
-interface Client {
+/** Pause after running out of file descriptors before accepting again. */
+const DESCRIPTOR_RETRY_MS = 100;
+
+/** At most one "out of file descriptors" line per this many ms. */
+const DESCRIPTOR_LOG_INTERVAL_MS = 5000;
+
+/** Whether an accept error means the process is out of descriptors (EMFILE, ENFILE). */
+function isDescriptorExhaustion(error: unknown): boolean {
+  return /os error 2[34]\b|too many open files/i.test(String((error as Error)?.message));
+}
+
+/** One connection being served, and once agreed, its channel. */
+interface Connected {
   readonly link: LineConnection;
-  session?: Session;
+  channel?: Channel;
 }
 
 /**
  * Starts a DHX/1 server and returns at once with its handle.
  *
+ * @example A server and a client in one process, over an in-memory connection
+ * ```ts
+ * import { startServer } from "./server.ts";
+ * import { runClient } from "./client.ts";
+ *
+ * const server = startServer({ listen: false });
+ * const input = ReadableStream.from([new TextEncoder().encode("hello\n")]);
+ * const code = await runClient({ connection: server.connect(), input }); // 0: acknowledged
+ * await server.close();
+ * ```
+ *
  * @throws {Deno.errors.AddrInUse} and other listen errors
  */
 export function startServer(options: ServerOptions = {}): ServerHandle {
+  const settings = { ...SERVER_DEFAULTS, ...definedOnly(options) };
   const group = options.group ?? GROUPS[DEFAULT_GROUP];
   const cipher = options.cipher ?? SECURE_CIPHER;
-  const maxClients = options.maxClients ?? SERVER_DEFAULTS.maxClients;
-  const maxLine = options.maxLine ?? SERVER_DEFAULTS.maxLine;
-  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? SERVER_DEFAULTS.handshakeTimeoutMs;
   const log = options.logger ?? createLogger();
   // Toy numbers are the lesson: print them. Real secrets only with --verbose.
   const reveal = options.verbose === true || cipher === TOY_CIPHER;
-  const listener = Deno.listen({
-    hostname: options.host ?? SERVER_DEFAULTS.host,
-    port: options.port ?? SERVER_DEFAULTS.port,
+  const listener = options.listen === false
+    ? undefined
+    : Deno.listen({ hostname: settings.host, port: settings.port });
+  const room = new Room({
+    operatorName: settings.name,
+    relay: options.room === true,
+    maxChatBytes: maxRecordText(settings.maxLine),
   });
-  const clients = new Set<Client>();
+  const connections = new Set<Connected>();
+  const perAddress = new Map<string, number>();
   const handlers = new Set<Promise<void>>();
   let stopping = false;
+  let memoryPeers = 0;
 
-  async function serve(client: Client): Promise<void> {
-    const { link } = client;
+  /** Why a new connection from `hostname` must be turned away, if it must. */
+  function refusal(hostname: string): string | undefined {
+    if (stopping) return "server shutting down";
+    if (connections.size >= settings.maxClients) {
+      return `server full (${count(settings.maxClients, "client")}); try again later`;
+    }
+    if ((perAddress.get(hostname) ?? 0) >= settings.maxPerAddress) {
+      return `too many connections from ${hostname} (at most ${settings.maxPerAddress} per address)`;
+    }
+    return undefined;
+  }
+
+  async function serve(conn: Connection, peerName?: string): Promise<void> {
+    const link = new LineConnection(conn, {
+      peer: peerName,
+      maxLine: settings.maxLine,
+      lineTimeoutMs: settings.handshakeTimeoutMs,
+      writeTimeoutMs: settings.writeTimeoutMs,
+      maxQueuedLines: settings.maxQueuedRecords,
+      maxQueuedBytes: settings.maxQueuedBytes,
+    });
     const peer = link.peer;
+    const refused = refusal(link.hostname);
+    if (refused) {
+      log.error(`${peer} refused: ${refused}`);
+      await link.fail(refused);
+      return;
+    }
+    const connected: Connected = { link };
+    connections.add(connected);
+    perAddress.set(link.hostname, (perAddress.get(link.hostname) ?? 0) + 1);
+    log.success(`Connection from ${peer}`);
     try {
-      const offer = createOffer(group, cipher, options.privateKey);
-      await link.writeLine(offer.line);
-      const keyLine = await withTimeout(
-        link.readLine(),
-        handshakeTimeoutMs,
-        `no key within ${handshakeTimeoutMs / 1000} s (handshake timeout)`,
-      );
-      if (keyLine === null) {
+      const session = await serverHandshake(link, {
+        group,
+        cipher,
+        privateKey: options.privateKey,
+        timeoutMs: settings.handshakeTimeoutMs,
+      });
+      if (session === null) {
         log.info(`${peer} disconnected before the handshake`);
         return;
       }
-      const session = await acceptKey(offer, keyLine);
-      client.session = session;
       if (!log.quiet) {
-        const [clientKey, sharedKey] = await Promise.all([
-          describeBigint(session.peerPublicKey, reveal),
-          describeBigint(session.sharedSecret, reveal),
-        ]);
-        log.info(`Received client public key: ${clientKey}`);
-        log.info(`Shared key calculated: ${sharedKey}`);
+        log.info(`Received client public key: ${describeBigint(session.peerPublicKey, reveal)}`);
+        log.info(`Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`);
       }
-      log.success(`Session with ${peer}: fingerprint ${session.fingerprint}`);
       if (options.verbose) {
         for (const step of explainSession(session)) log.info(`${peer}: ${step}`);
       }
-      for (;;) {
-        const line = await link.readLine();
-        if (line === null) {
-          if (!stopping) log.info(`${peer} disconnected without bye`);
-          return;
-        }
-        const frame = await session.open(line);
-        if (frame.type === "error") {
-          log.error(`${peer}: ${frame.message}`);
-          return;
-        }
-        if (frame.type === "bye") {
-          log.info(`${peer} disconnected`);
-          return;
-        }
-        log.success(`Message from ${peer}: ${printable(frame.text)}`);
-        options.onMessage?.({ peer, seq: frame.seq, text: frame.text });
-        await link.sendRecord(session, "ack", String(frame.seq));
-      }
+      const channel = new Channel(link, session, {
+        keepaliveMs: settings.keepaliveMs,
+        ackTimeoutMs: settings.writeTimeoutMs,
+        maxUnacked: settings.maxQueuedRecords,
+        onOverdue: (entry) =>
+          log.error(
+            `${member.name} (${peer}) has not acknowledged ${entry.note} after ${
+              settings.writeTimeoutMs / 1000
+            } s`,
+          ),
+      });
+      connected.channel = channel;
+      const member = room.join({
+        address: peer,
+        chat: (line, note) => channel.send("chat", encodeChat(line), note),
+        notice: (text) => channel.send("notice", text),
+        disconnect: (reason) => void channel.fail(reason),
+      });
+      log.success(`Session with ${peer} (${member.name}): fingerprint ${session.fingerprint}`);
+      if (stopping) await channel.bye();
+      const end = await channel.run((event) => {
+        if (event.type !== "msg") return;
+        const name = member.name;
+        const result = room.receive(member, event.text);
+        options.onMessage?.({ peer, name, seq: event.seq, text: event.text });
+        if (log.quiet) return;
+        if (result.kind === "chat") log.success(`${name} (${peer}): ${result.text}`);
+        else if (result.kind === "renamed") log.info(`${peer}: ${result.from} is now ${result.to}`);
+        else if (result.kind === "refused") {
+          log.info(`${peer} (${name}): name refused: ${result.reason}`);
+        } else log.info(`${name} (${peer}) sent /${result.kind === "who" ? "who" : result.word}`);
+      });
+      room.leave(member);
+      reportEnd(`${member.name} (${peer})`, end);
     } catch (error) {
-      if (link.closed) return; // closed by us (shutdown): not the client's fault
+      if (link.closed && stopping) return; // closed by our shutdown: not the client's fault
       const reason = describeError(error);
       log.error(`${peer}: ${reason}`);
       if (error instanceof ProtocolError && !error.fromPeer) await link.fail(reason);
     } finally {
       link.close();
-      clients.delete(client);
+      connections.delete(connected);
+      const left = (perAddress.get(link.hostname) ?? 1) - 1;
+      if (left > 0) perAddress.set(link.hostname, left);
+      else perAddress.delete(link.hostname);
     }
   }
 
+  function reportEnd(who: string, end: ChannelEnd): void {
+    if (end.reason === "bye") log.info(`${who} disconnected`);
+    else if (end.reason === "closed") log.info(`${who} disconnected without bye`);
+    else if (end.reason === "error") log.error(`${who}: ${describeError(end.error)}`);
+  }
+
+  function track(handler: Promise<void>): Promise<void> {
+    handlers.add(handler);
+    handler.finally(() => handlers.delete(handler));
+    return handler;
+  }
+
   async function acceptLoop(): Promise<void> {
+    if (!listener) return;
+    let lastDescriptorLog = -Infinity;
+    let descriptorFailures = 0;
     for (;;) {
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
       } catch (error) {
         if (stopping || error instanceof Deno.errors.BadResource) return; // listener closed
-        // E.g. out of file descriptors: say so, give connections time to end, go on.
-        log.error(`Accepting a connection failed: ${describeError(error)}; retrying`);
-        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        if (!isDescriptorExhaustion(error)) continue; // that connection failed (reset, aborted): next
+        // Out of descriptors: give connections time to end; say so at most every few seconds.
+        descriptorFailures++;
+        if (performance.now() - lastDescriptorLog >= DESCRIPTOR_LOG_INTERVAL_MS) {
+          log.error(
+            `Accepting connections failed ${count(descriptorFailures, "time")}: ${
+              describeError(error)
+            }; retrying`,
+          );
+          lastDescriptorLog = performance.now();
+          descriptorFailures = 0;
+        }
+        await new Promise((resolve) => setTimeout(resolve, DESCRIPTOR_RETRY_MS));
         continue;
       }
-      const link = new LineConnection(conn, maxLine);
-      if (clients.size >= maxClients) {
-        log.error(`${link.peer} refused: server full (${maxClients} clients)`);
-        link.fail(`server full (${maxClients} clients); try again later`);
-        continue;
+      track(serve(conn));
+    }
+  }
+
+  function operator(line: string): void {
+    const result = room.operator(line);
+    switch (result.kind) {
+      case "chat":
+        if (result.sentTo === 0) log.error("No client in session: the line went nowhere");
+        else log.info(`Sent to ${count(result.sentTo, "client")}`);
+        return;
+      case "who": {
+        const list = result.members.map((m) => `${m.name} (${m.address})`).join(", ");
+        log.info(`${count(result.members.length, "client")} in session${list ? `: ${list}` : ""}`);
+        return;
       }
-      log.success(`Connection from ${link.peer}`);
-      const client: Client = { link };
-      clients.add(client);
-      const handler = serve(client);
-      handlers.add(handler);
-      handler.finally(() => handlers.delete(handler));
+      case "kicked":
+        log.info(`Kicked ${result.member.name} (${result.member.address})`);
+        return;
+      case "refused":
+        log.error(result.reason);
+        return;
+      case "unknown":
+        log.error(`Unknown command /${result.word}; commands: ${OPERATOR_COMMANDS}`);
+        return;
     }
   }
 
   const accepting = acceptLoop();
+  const { promise: finished, resolve: stopped } = Promise.withResolvers<void>();
   let closing: Promise<void> | undefined;
   const close = () =>
     closing ??= (async () => {
       stopping = true;
-      listener.close();
+      listener?.close();
       await accepting;
-      await Promise.all([...clients].map(async ({ link, session }) => {
-        if (session) {
-          await withTimeout(link.sendRecord(session, "bye", ""), 1000, "bye timed out")
-            .catch(() => {});
-        }
-        link.close();
-      }));
+      for (const { link, channel } of connections) {
+        if (channel) channel.bye();
+        else link.close();
+      }
       await Promise.all(handlers);
+      stopped();
     })();
 
   return {
-    addr: listener.addr as Deno.NetAddr,
+    addr: listener?.addr as Deno.NetAddr | undefined,
     get connections() {
-      return clients.size;
+      return connections.size;
+    },
+    get members() {
+      return room.members;
+    },
+    operator,
+    serve: (conn, peer) => track(serve(conn, peer)),
+    connect(peer) {
+      const [serverEnd, clientEnd] = memoryPipe();
+      track(serve(serverEnd, peer ?? `memory:${++memoryPeers}`));
+      return clientEnd;
     },
     close,
-    get finished() {
-      return accepting.then(() => closing ?? Promise.resolve());
-    },
+    finished,
   };
+}
+
+/** `options` without its undefined members, so that they do not hide defaults. */
+function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<
+    T
+  >;
 }
 
 const USAGE = `Usage: deno run --allow-net server.ts [options]
 
-A DHX/1 chat server: agrees a key with each client by Diffie-Hellman and
-prints what they send.
+A DHX/1 chat server: agrees a key with each client by Diffie-Hellman, shows
+what they write, and sends every line typed here to all of them.
 
 Options:
   --host HOST               address to listen on (default ${SERVER_DEFAULTS.host})
-  --port PORT               port to listen on (default ${SERVER_DEFAULTS.port})
+  --port PORT               port to listen on (default ${SERVER_DEFAULTS.port}; 0 picks a free one)
+  --room                    chat room: relay each client's line to the others,
+                            and tell them who joins, leaves or changes name
+  --name NAME               your name on the lines you type (default ${SERVER_DEFAULTS.name})
   --group NAME              group to offer (default ${DEFAULT_GROUP}): ffdhe2048,
                             ffdhe3072, ffdhe4096, ffdhe6144, ffdhe8192 (RFC 7919),
                             modp2048, modp3072, modp4096 (RFC 3526)
   --toy                     the original's insecure demo: p = 23, g = 5,
                             private key b = 3, one-byte XOR cipher (xor8)
   --prime P                 with --toy: use prime P instead of 23
-  --generator G             with --toy: use generator G instead of 5
+  --generator G             with --toy: use generator G (2 … p − 2) instead of 5
   --private-key B           with --toy: use private key B instead of 3
   --max-clients N           most simultaneous clients (default ${SERVER_DEFAULTS.maxClients})
+  --max-per-address N       most simultaneous connections from one address
+                            (default ${SERVER_DEFAULTS.maxPerAddress})
   --max-line BYTES          longest line accepted (default ${SERVER_DEFAULTS.maxLine})
-  --handshake-timeout SECS  time a client has to send its key (default ${
+  --handshake-timeout SECS  time a client has to send its key, and to finish
+                            any line it starts (default ${
   SERVER_DEFAULTS.handshakeTimeoutMs / 1000
 })
-  --quiet                   print only errors and the listening line
+  --keepalive SECS          ping a client silent this long, drop it if it stays
+                            silent as long again (default ${
+  SERVER_DEFAULTS.keepaliveMs / 1000
+}; 0 turns it off)
+  --write-timeout SECS      time a write to a client may take before it is
+                            dropped; also when a missing ack is reported (default ${
+  SERVER_DEFAULTS.writeTimeoutMs / 1000
+})
+  --quiet                   print only errors and the listening/stopped lines
   --verbose                 show the math: every number, including secrets
   -h, --help                show this help
+
+Type a line to send it to every client. Commands: /who lists the clients,
+/kick NAME ends one's session; start a line with // to send one beginning with /.
 
 Exit codes: 0 ok, 1 failure, 2 usage error.`;
 
@@ -289,13 +481,14 @@ export type ServerCommand = ParsedCommand<ServerOptions>;
  */
 export function parseServerArgs(args: string[]): ServerCommand {
   const flags = parseFlags(args, {
+    room: { type: "boolean" },
     group: { type: "string" },
-    toy: { type: "boolean" },
     prime: { type: "string" },
     generator: { type: "string" },
-    "private-key": { type: "string" },
     "max-clients": { type: "string" },
+    "max-per-address": { type: "string" },
     "handshake-timeout": { type: "string" },
+    "write-timeout": { type: "string" },
   });
   const toy = flags.boolean("toy");
   for (const name of ["prime", "generator", "private-key"]) {
@@ -303,31 +496,31 @@ export function parseServerArgs(args: string[]): ServerCommand {
       throw new UsageError(`--${name} is a teaching flag and needs --toy`);
     }
   }
+  const name = flags.string("name");
+  if (name !== undefined && !NAME_PATTERN.test(name)) {
+    throw new UsageError(`--name must be ${NAME_RULE}, got ${JSON.stringify(name)}`);
+  }
   const options: ServerOptions = {
-    ...commonOptions(flags, 0),
+    host: flags.string("host"),
+    port: flags.integer("port", 0, 65535),
+    room: flags.boolean("room"),
+    name,
     maxClients: flags.integer("max-clients", 1, 100_000),
+    maxPerAddress: flags.integer("max-per-address", 1, 100_000),
     handshakeTimeoutMs: flags.milliseconds("handshake-timeout"),
+    keepaliveMs: flags.milliseconds("keepalive", true),
+    writeTimeoutMs: flags.milliseconds("write-timeout"),
+    verbose: flags.boolean("verbose"),
+    ...groupOptions(flags, toy),
   };
-  if (toy) {
-    if (flags.has("group")) {
-      throw new UsageError("--group and --toy exclude each other (--toy uses p = 23, g = 5)");
-    }
-    try {
-      options.group = customGroup(
-        flags.bigint("prime") ?? GROUPS.toy.p,
-        flags.bigint("generator") ?? GROUPS.toy.g,
-      );
-    } catch (error) {
-      if (error instanceof UsageError) throw error;
-      throw new UsageError(`bad --prime/--generator: ${(error as Error).message}`);
-    }
-    options.cipher = TOY_CIPHER;
-    options.privateKey = flags.bigint("private-key") ?? TOY_SERVER_PRIVATE_KEY;
-    if (options.privateKey < 1n || options.privateKey > options.group.p - 2n) {
-      throw new UsageError(`--private-key must be from 1 to p - 2 = ${options.group.p - 2n}`);
-    }
-  } else if (flags.has("group")) {
-    const name = flags.string("group")!;
+  options.maxLine = maxLineFor(flags, options.group ?? GROUPS[DEFAULT_GROUP]);
+  return { options, quiet: flags.boolean("quiet"), help: flags.boolean("help") };
+}
+
+/** The group, cipher and private key the flags choose. */
+function groupOptions(flags: Flags, toy: boolean): Partial<ServerOptions> {
+  if (!toy) {
+    const name = flags.string("group") ?? DEFAULT_GROUP;
     if (!isGroupName(name) || name === "toy") {
       throw new UsageError(
         `unknown group ${JSON.stringify(name)}; choose one of ${SECURE_GROUP_NAMES.join(", ")}${
@@ -335,53 +528,111 @@ export function parseServerArgs(args: string[]): ServerCommand {
         }`,
       );
     }
-    options.group = GROUPS[name];
+    return { group: GROUPS[name] };
   }
-  return { options, quiet: flags.boolean("quiet"), help: flags.boolean("help") };
+  if (flags.has("group")) {
+    throw new UsageError("--group and --toy exclude each other (--toy uses p = 23, g = 5)");
+  }
+  let group: DhGroup;
+  try {
+    group = customGroup(
+      flags.bigint("prime") ?? GROUPS.toy.p,
+      flags.bigint("generator") ?? GROUPS.toy.g,
+    );
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`bad --prime/--generator: ${(error as Error).message}`);
+  }
+  const privateKey = flags.bigint("private-key") ?? TOY_SERVER_PRIVATE_KEY;
+  if (privateKey < 1n || privateKey > group.p - 2n) {
+    throw new UsageError(`--private-key must be from 1 to p - 2 = ${group.p - 2n}`);
+  }
+  return { group, cipher: TOY_CIPHER, privateKey };
+}
+
+/** `--max-line`, which must at least carry the group's hello. */
+function maxLineFor(flags: Flags, group: DhGroup): number | undefined {
+  const least = longestHello(group);
+  const maxLine = flags.integer("max-line", 1, 64 * 1024 * 1024);
+  if (maxLine !== undefined && maxLine < least) {
+    throw new UsageError(
+      `--max-line ${maxLine} cannot carry a ${group.name} hello: use at least ${least}`,
+    );
+  }
+  return maxLine;
 }
 
 /** The command-line entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const log0 = createLogger();
+  const output = new Output();
   let command: ServerCommand;
   try {
     command = parseServerArgs(args);
   } catch (error) {
-    log0.error(`${describeError(error)} (see --help)`);
+    createLogger({ output }).error(`${describeError(error)} (see --help)`);
+    output.flush();
     return EXIT.USAGE;
   }
   if (command.help) {
     console.log(USAGE);
     return EXIT.OK;
   }
-  const log = createLogger({ quiet: command.quiet });
-  const group = command.options.group ?? GROUPS[DEFAULT_GROUP];
+  const log = createLogger({ quiet: command.quiet, output });
+  const options = command.options;
   let server: ServerHandle;
   try {
-    server = startServer({ ...command.options, logger: log });
+    server = startServer({ ...options, logger: log });
   } catch (error) {
-    const where = `${command.options.host ?? SERVER_DEFAULTS.host}:${
-      command.options.port ?? SERVER_DEFAULTS.port
-    }`;
+    const where = `${options.host ?? SERVER_DEFAULTS.host}:${options.port ?? SERVER_DEFAULTS.port}`;
     log.error(`Cannot listen on ${where}: ${describeError(error)}`);
+    output.flush();
     return EXIT.FAILURE;
   }
-  log.notice(`Server listening on ${server.addr.hostname}:${server.addr.port}`);
-  if (group.name === "toy" || group.name === "custom") {
-    log.info(`Shared parameters: p = ${group.p}, g = ${group.g} (insecure toy mode)`);
+  log.notice(`Server listening on ${server.addr!.hostname}:${server.addr!.port}`);
+  const group = options.group!;
+  if (isTeachingGroup(group)) {
+    const safe = isSafePrime(group.p) ? "a safe prime" : "a prime, but not a safe prime";
+    log.info(`Shared parameters: p = ${group.p} (${safe}), g = ${group.g} (insecure toy mode)`);
   } else {
     log.info(`Group ${group.name} (${group.source}, ${group.bits}-bit p, g = ${group.g})`);
   }
-  const stop = () => {
-    server.close();
-  };
+  if (options.room) log.info("Room mode: every client's line goes to all the others");
+  const stop = () => void server.close();
+  const operator = readOperator(server, log, output, stop);
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   await server.finished;
+  operator.close();
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   log.notice("Server stopped");
+  output.flush();
   return EXIT.OK;
 }
 
+/**
+ * Reads the operator's lines from stdin, in the background. The end of
+ * stdin (a pipe, /dev/null) ends only the reading; at a terminal the lines
+ * are edited with a prompt kept below the log.
+ */
+function readOperator(server: ServerHandle, log: Logger, output: Output, stop: () => void) {
+  const interactive = Deno.stdin.isTerminal() && Deno.stdout.isTerminal();
+  const input = inputLines({
+    maxBytes: maxRecordText(DEFAULT_MAX_LINE),
+    prompt: interactive ? "> " : undefined,
+    output,
+    onInterrupt: stop,
+  });
+  (async () => {
+    for (;;) {
+      const line = await input.next().catch(() => null);
+      if (line === null) return;
+      if ("refused" in line) log.error(`Line not sent: ${line.refused}`);
+      else if (line.text !== "") server.operator(line.text);
+    }
+  })();
+  return input;
+}
+
+// Exit explicitly: a read pending on stdin would otherwise keep the process alive.
 if (import.meta.main) Deno.exit(await main(Deno.args));

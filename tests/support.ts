@@ -1,7 +1,8 @@
 /**
- * Helpers shared by the test files: time bounds, a capturing {@link Logger},
- * a sink for the server's messages, client input streams, JSON frame editing,
- * a hand-driven TCP peer and one-connection fake DHX/1 servers.
+ * Helpers shared by the test files: which permissions the run has, time
+ * bounds, a capturing {@link Logger}, client input streams, JSON frame
+ * editing, a seeded random generator, an independent record sealer, raw and
+ * fake peers, script processes, and the one server fixture.
  *
  * Not a test file itself (`deno test` does not pick it up).
  *
@@ -9,23 +10,65 @@
  */
 
 import assert from "node:assert/strict";
+import { createCipheriv, createHmac } from "node:crypto";
+import type { Logger } from "../console.ts";
 import {
-  acceptKey,
-  createOffer,
   derivePublicKey,
   GROUPS,
-  type Logger,
+  KEY_SCHEDULE_LAYOUT,
+  type Role,
   SECURE_CIPHER,
   type Session,
 } from "../dh.ts";
-import type { ReceivedMessage } from "../server.ts";
+import { runClient } from "../client.ts";
+import {
+  type ReceivedMessage,
+  type ServerHandle,
+  type ServerOptions,
+  startServer,
+} from "../server.ts";
+import { type Connection, LineConnection, memoryPipe, serverHandshake } from "../transport.ts";
 
 /** Where every test server and fake server listens. */
 export const HOST = "127.0.0.1";
 
+/** A second loopback address, to play a different client machine. */
+export const OTHER_HOST = "127.0.0.2";
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const LF = 0x0a;
+
+// ───────────────────────────────────────────────────────────────────────────
+// Permissions
+// ───────────────────────────────────────────────────────────────────────────
+
+function granted(descriptor: Deno.PermissionDescriptor): boolean {
+  return Deno.permissions.querySync(descriptor).state === "granted";
+}
+
+/** What this run may do: plain `deno test` grants nothing, `deno test -P` the set in deno.json. */
+export const CAN = Object.freeze({
+  net: granted({ name: "net", host: HOST }),
+  run: granted({ name: "run", command: "deno" }) && granted({ name: "run", command: "node" }),
+  openssl: granted({ name: "run", command: "openssl" }),
+  read: granted({ name: "read", path: "." }),
+});
+
+/**
+ * For `Deno.test({ ignore })`: true (ignore) unless every permission named is
+ * granted. Tests that need more than plain `deno test` gives are reported as
+ * ignored, never as passed.
+ */
+export function lacks(...needs: (keyof typeof CAN)[]): boolean {
+  return !needs.every((need) => CAN[need]);
+}
+
+if (!CAN.net || !CAN.run) {
+  console.log(
+    "[*] Tests that need the network or subprocesses are ignored in this run; `deno test -P` runs them all.",
+  );
+}
 
 // ───────────────────────────────────────────────────────────────────────────
 // Time bounds
@@ -48,6 +91,11 @@ export async function within<T>(promise: Promise<T>, ms: number, what: Descripti
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Resolves after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Calls the waiters whose condition became true; used by logs, sinks and processes. */
@@ -89,65 +137,54 @@ export interface LogEntry {
 
 const PREFIX: Record<Level, string> = { info: "[*]", success: "[+]", notice: "[*]", error: "[!]" };
 
-/** The server names a connection "127.0.0.1:PORT"; match it without matching PORT0. */
-export function peerPattern(peer: string): RegExp {
-  return new RegExp(`^${peer.replaceAll(".", "\\.")}(?![0-9])`);
-}
-
-/** A {@link Logger} that records every line, by level and in order, and lets a test await one. */
+/**
+ * A {@link Logger} that records every line, by level and in order, and lets a
+ * test await one. It records messages as given, before escaping: tests of
+ * escaping use `createLogger` with a `write` of their own.
+ */
 export class CapturingLogger implements Logger {
+  readonly quiet: boolean;
   /** Every line in order, with its level. */
   readonly entries: LogEntry[] = [];
   /** Every line in order as printed: `[*] message`, `[+] …`, `[!] …`. */
   readonly lines: string[] = [];
-  readonly infos: string[] = [];
-  readonly successes: string[] = [];
-  readonly notices: string[] = [];
-  readonly errors: string[] = [];
   readonly #waiters = new Waiters();
 
-  info = (m: string) => this.#push("info", this.infos, m);
-  success = (m: string) => this.#push("success", this.successes, m);
-  notice = (m: string) => this.#push("notice", this.notices, m);
-  error = (m: string) => this.#push("error", this.errors, m);
+  /** @param quiet drop info and success lines, as `--quiet` does */
+  constructor(quiet = false) {
+    this.quiet = quiet;
+  }
 
-  #push(level: Level, list: string[], message: string): void {
+  info = (m: string) => this.quiet || this.#push("info", m);
+  success = (m: string) => this.quiet || this.#push("success", m);
+  notice = (m: string) => this.#push("notice", m);
+  error = (m: string) => this.#push("error", m);
+
+  /** The messages of one level, in order. */
+  of(level: Level): string[] {
+    return this.entries.filter((e) => e.level === level).map((e) => e.message);
+  }
+
+  #push(level: Level, message: string): void {
     this.entries.push({ level, message });
-    list.push(message);
     this.lines.push(`${PREFIX[level]} ${message}`);
     this.#waiters.notify();
   }
 
-  /**
-   * The first line matching `match` (a pattern tested against the printed
-   * line, or a test of the entry), now or once it is logged.
-   */
-  async waitFor(
-    match: RegExp | ((entry: LogEntry) => boolean),
-    ms = 5000,
-    what?: string,
-  ): Promise<LogEntry> {
-    const test = match instanceof RegExp
-      ? (e: LogEntry) => match.test(`${PREFIX[e.level]} ${e.message}`)
-      : match;
-    let found: LogEntry | undefined;
+  /** The first line matching `match` (tested against the printed line), now or once logged. */
+  async waitFor(match: RegExp, ms = 5000): Promise<string> {
+    let found: string | undefined;
     await this.#waiters.until(
-      () => (found = this.entries.find(test)) !== undefined,
+      () => (found = this.lines.find((line) => match.test(line))) !== undefined,
       ms,
-      () => `log line ${what ?? match} (log so far:\n${this.dump()})`,
+      () => `log line ${match} (log so far:\n${this.dump()})`,
     );
     return found!;
   }
 
-  /** Lines about one connection (as the server names it), optionally of one level. */
-  about(peer: string, level?: Level): LogEntry[] {
-    const pattern = peerPattern(peer);
-    return this.entries.filter((e) => pattern.test(e.message) && (!level || e.level === level));
-  }
-
   /** The fingerprint printed in a success line. */
   fingerprint(): string | undefined {
-    for (const line of this.successes) {
+    for (const line of this.of("success")) {
       const match = FINGERPRINT.exec(line);
       if (match) return match[1];
     }
@@ -184,15 +221,6 @@ export class MessageSink {
       () => `${count} messages (got ${JSON.stringify(this.texts())})`,
     );
   }
-
-  /** Texts grouped by the peer that sent them, in arrival order. */
-  byPeer(): Map<string, string[]> {
-    const peers = new Map<string, string[]>();
-    for (const { peer, text } of this.messages) {
-      peers.set(peer, [...peers.get(peer) ?? [], text]);
-    }
-    return peers;
-  }
 }
 
 // ───────────────────────────────────────────────────────────────────────────
@@ -200,21 +228,30 @@ export class MessageSink {
 // ───────────────────────────────────────────────────────────────────────────
 
 /** A stream holding `text` as the client's whole input, in one chunk (none for ""). */
-export function textStream(text: string): ReadableStream<Uint8Array> {
-  return ReadableStream.from(text === "" ? [] : [encoder.encode(text)]);
+export function textStream(text: string | Uint8Array): ReadableStream<Uint8Array> {
+  const bytes = typeof text === "string" ? encoder.encode(text) : text;
+  return ReadableStream.from(bytes.length === 0 ? [] : [bytes]);
 }
 
 /** Input the test types line by line and that stays open until `end()` (Ctrl-D). */
-export function typedInput() {
+export interface TypedInput {
+  /** The client's stdin. */
+  readonly stream: ReadableStream<Uint8Array>;
+  /** Sends `line` and an LF. */
+  type(line: string): void;
+  /** Ends the input (idempotent). */
+  end(): void;
+}
+
+/** A {@link TypedInput}. */
+export function typedInput(): TypedInput {
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   const stream = new ReadableStream<Uint8Array>({ start: (c) => controller = c });
   return {
     stream,
-    /** Sends `line` and an LF. */
-    type(line: string) {
+    type(line) {
       controller.enqueue(encoder.encode(line + "\n"));
     },
-    /** Ends the input (idempotent). */
     end() {
       try {
         controller.close();
@@ -233,8 +270,8 @@ export function typedInput() {
 export type Frame = Record<string, unknown>;
 
 /** The JSON object in `line`, or undefined for non-JSON, arrays, other values and no line. */
-export function tryParse(line: string | undefined): Frame | undefined {
-  if (line === undefined) return undefined;
+export function tryParse(line: string | null | undefined): Frame | undefined {
+  if (line === undefined || line === null) return undefined;
   try {
     const value: unknown = JSON.parse(line);
     return typeof value === "object" && value !== null && !Array.isArray(value)
@@ -283,53 +320,183 @@ export function helloWith(changes: Record<string, unknown> = {}): string {
 }
 
 // ───────────────────────────────────────────────────────────────────────────
+// Random numbers
+// ───────────────────────────────────────────────────────────────────────────
+
+/** A seeded xorshift generator, so that failures reproduce. */
+export interface Random {
+  /** A random number of exactly `bits` bits (top bit set), 0 for 0 bits. */
+  exactBits(bits: number): bigint;
+  /** Uniform-ish in [lo, hi]. */
+  between(lo: bigint, hi: bigint): bigint;
+  /** An integer in [0, n). */
+  int(n: number): number;
+  /** `length` random bytes. */
+  bytes(length: number): Uint8Array;
+}
+
+/** The one seeded generator of the tests. */
+export function seededRandom(seed: number): Random {
+  let s = BigInt(seed) | 1n;
+  const next64 = () => {
+    s ^= (s << 13n) & 0xffffffffffffffffn;
+    s ^= s >> 7n;
+    s ^= (s << 17n) & 0xffffffffffffffffn;
+    return s;
+  };
+  const exactBits = (bits: number): bigint => {
+    if (bits <= 0) return 0n;
+    let n = 0n;
+    for (let i = 0; i < bits; i += 64) n = (n << 64n) | next64();
+    return BigInt.asUintN(bits, n) | (1n << BigInt(bits - 1));
+  };
+  const bitsOf = (n: bigint) => n.toString(2).length;
+  return {
+    exactBits,
+    between(lo, hi) {
+      const range = hi - lo + 1n;
+      return lo + exactBits(bitsOf(range) + 64) % range;
+    },
+    int: (n) => Number(next64() % BigInt(n)),
+    bytes(length) {
+      const out = new Uint8Array(length);
+      for (let i = 0; i < length; i++) out[i] = Number(next64() & 0xffn);
+      return out;
+    },
+  };
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// An independent record sealer
+// ───────────────────────────────────────────────────────────────────────────
+
+/**
+ * DHX/1 records for one direction built straight from the protocol text with
+ * node:crypto's own AES-256-CTR and HMAC (not dh.ts's): seals lines a real
+ * peer would send, with any seq, type or plaintext a test needs.
+ */
+export class IndependentRecords {
+  readonly #encryptionKey: Uint8Array;
+  readonly #macKey: Uint8Array;
+
+  /**
+   * @param keySchedule the 136 bytes of a session's key material
+   * @param sender whose records these are: "client" (client→server keys) or "server"
+   */
+  constructor(keySchedule: Uint8Array, sender: Role) {
+    const [enc, mac] = sender === "client"
+      ? [KEY_SCHEDULE_LAYOUT.clientEncryption, KEY_SCHEDULE_LAYOUT.clientMac]
+      : [KEY_SCHEDULE_LAYOUT.serverEncryption, KEY_SCHEDULE_LAYOUT.serverMac];
+    this.#encryptionKey = keySchedule.slice(...enc);
+    this.#macKey = keySchedule.slice(...mac);
+  }
+
+  /** The ciphertext of `plaintext` as record `seq`. */
+  encrypt(seq: number, plaintext: Uint8Array): Uint8Array {
+    const iv = new Uint8Array(16);
+    new DataView(iv.buffer).setBigUint64(0, BigInt(seq));
+    return new Uint8Array(createCipheriv("aes-256-ctr", this.#encryptionKey, iv).update(plaintext));
+  }
+
+  /** The 32-byte tag of a record. */
+  tag(type: string, seq: number, ciphertext: Uint8Array): Uint8Array {
+    const header = new Uint8Array(9);
+    new DataView(header.buffer).setBigUint64(1, BigInt(seq));
+    return new Uint8Array(
+      createHmac("sha256", this.#macKey).update(encoder.encode(type)).update(header)
+        .update(ciphertext).digest(),
+    );
+  }
+
+  /** A whole record line. */
+  seal(type: string, seq: number, plaintext: string | Uint8Array): string {
+    const bytes = typeof plaintext === "string" ? encoder.encode(plaintext) : plaintext;
+    const ciphertext = this.encrypt(seq, bytes);
+    return JSON.stringify({
+      type,
+      seq,
+      data: ciphertext.toBase64(),
+      tag: this.tag(type, seq, ciphertext).toBase64(),
+    });
+  }
+}
+
+// ───────────────────────────────────────────────────────────────────────────
 // Raw peers and fake servers
 // ───────────────────────────────────────────────────────────────────────────
 
-/** A hand-driven TCP peer: a hostile client, or the connection of a fake server. */
+/**
+ * A hand-driven peer over any connection (a TCP socket or a memory pipe end):
+ * a hostile client that writes raw bytes, or reads what it is sent.
+ */
 export class RawPeer {
-  readonly conn: Deno.Conn;
   /** Every line read so far (LF and a CR before it removed). */
   readonly received: string[] = [];
+  /** Whether the other end closed. */
   eof = false;
+  /** "host:port" of this end as the other side names it, for TCP ("memory" otherwise). */
+  readonly local: string;
+  readonly #read: () => Promise<Uint8Array | null>;
+  readonly #write: (bytes: Uint8Array) => Promise<void>;
+  readonly #close: () => void;
   #buffer = new Uint8Array(0);
   #closed = false;
 
-  constructor(conn: Deno.Conn) {
-    this.conn = conn;
+  constructor(conn: Connection) {
+    if (typeof (conn as Deno.Conn).read === "function") {
+      const socket = conn as Deno.Conn;
+      const chunk = new Uint8Array(65_536);
+      this.#read = async () => {
+        const n = await socket.read(chunk);
+        return n === null ? null : chunk.slice(0, n);
+      };
+      this.#write = async (bytes) => {
+        for (let done = 0; done < bytes.length;) done += await socket.write(bytes.subarray(done));
+      };
+      this.#close = () => socket.close();
+      const addr = socket.localAddr as Deno.NetAddr;
+      this.local = `${addr.hostname}:${addr.port}`;
+    } else {
+      const reader = conn.readable.getReader();
+      const writer = conn.writable.getWriter();
+      this.#read = async () => {
+        const { value, done } = await reader.read();
+        return done ? null : value;
+      };
+      this.#write = (bytes) => writer.write(bytes);
+      this.#close = () => {
+        writer.close().catch(() => {});
+        reader.cancel().catch(() => {});
+      };
+      this.local = "memory";
+    }
   }
 
-  /** Connects to `port` on {@link HOST} (bounded). */
-  static async connect(port: number): Promise<RawPeer> {
-    return new RawPeer(await within(Deno.connect({ hostname: HOST, port }), 3000, "connect"));
+  /** Connects to `port` on `hostname` over TCP (bounded). */
+  static async connect(port: number, hostname = HOST): Promise<RawPeer> {
+    return new RawPeer(await within(Deno.connect({ hostname, port }), 3000, "connect"));
   }
 
-  /** How the server names this (client) connection in its log: "127.0.0.1:PORT". */
-  get peer(): string {
-    const addr = this.conn.localAddr as Deno.NetAddr;
-    return `${addr.hostname}:${addr.port}`;
-  }
-
+  /** Whether {@link close} was called. */
   get closed(): boolean {
     return this.#closed;
   }
 
   async #fill(ms: number): Promise<void> {
-    const chunk = new Uint8Array(65_536);
-    let n: number | null;
+    let chunk: Uint8Array | null;
     try {
-      n = await within(this.conn.read(chunk), ms, "read from socket");
+      chunk = await within(this.#read(), ms, "read from the connection");
     } catch (error) {
-      if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-      n = null;
+      if (error instanceof Error && error.message.startsWith("timed out")) throw error;
+      chunk = null; // reset or closed under us
     }
-    if (n === null) {
+    if (chunk === null) {
       this.eof = true;
       return;
     }
-    const next = new Uint8Array(this.#buffer.length + n);
+    const next = new Uint8Array(this.#buffer.length + chunk.length);
     next.set(this.#buffer);
-    next.set(chunk.subarray(0, n), this.#buffer.length);
+    next.set(chunk, this.#buffer.length);
     this.#buffer = next;
   }
 
@@ -364,11 +531,8 @@ export class RawPeer {
 
   /** Writes `data` exactly as given (no LF added). */
   async write(data: string | Uint8Array): Promise<void> {
-    let bytes = typeof data === "string" ? encoder.encode(data) : data;
-    while (bytes.length > 0) {
-      const n = await within(this.conn.write(bytes), 3000, "write to socket");
-      bytes = bytes.subarray(n);
-    }
+    const bytes = typeof data === "string" ? encoder.encode(data) : data;
+    await within(this.#write(bytes), 3000, "write to the connection");
   }
 
   /** Writes `line` and an LF. */
@@ -381,75 +545,275 @@ export class RawPeer {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      this.conn.close();
+      this.#close();
     } catch {
       // already closed
     }
   }
 }
 
-/** A fake DHX/1 server for one connection; see {@link fakeServer}. */
+/** A fake DHX/1 server for one in-memory connection; see {@link fakeServer}. */
 export interface FakeServer {
-  readonly port: number;
+  /** The client's end: pass as `connection` to runClient. */
+  readonly connection: Connection;
   /** Settles when the script has finished; rejects with its error. */
   readonly done: Promise<void>;
-  /** The accepted connection, once the client has connected. */
-  readonly peer: RawPeer | undefined;
-  /** Every line the client sent, as read so far. */
-  readonly received: string[];
-  /** Closes the connection and the listener (idempotent). */
-  close(): void;
+  /** The server's end. */
+  readonly peer: RawPeer;
 }
 
 /**
- * Listens on {@link HOST} port 0, accepts one connection (within `acceptMs`)
- * and runs `script` with it. The connection stays open after the script
- * unless the script fails; `close()` always releases it.
+ * A scripted server on one in-memory connection: `script` gets the raw
+ * server end (send any bytes, read what the client sent). For a real
+ * handshake first, use {@link handshakeWith}.
  */
-export function fakeServer(
-  script: (peer: RawPeer) => Promise<void>,
-  acceptMs = 3000,
-): FakeServer {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  let peer: RawPeer | undefined;
-  const done = (async () => {
-    peer = new RawPeer(await within(listener.accept(), acceptMs, "the client to connect"));
-    try {
-      await script(peer);
-    } catch (error) {
-      peer.close();
-      throw error;
-    }
-  })();
+export function fakeServer(script: (peer: RawPeer) => Promise<void>): FakeServer {
+  const [serverEnd, clientEnd] = memoryPipe();
+  const peer = new RawPeer(serverEnd);
+  const done = script(peer).catch((error) => {
+    peer.close();
+    throw error;
+  });
   done.catch(() => {}); // awaited by the test; never unhandled
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    done,
-    get peer() {
-      return peer;
-    },
-    get received() {
-      return peer?.received ?? [];
-    },
-    close() {
-      peer?.close();
+  return { connection: clientEnd, done, peer };
+}
+
+/**
+ * The server side of a real handshake (ffdhe2048, secure cipher) over a fresh
+ * in-memory connection, through transport.ts's own {@link serverHandshake}:
+ * returns the client's end and a promise of the server's link and session.
+ */
+export function handshakeWith(): {
+  connection: Connection;
+  server: Promise<{ link: LineConnection; session: Session }>;
+} {
+  const [serverEnd, clientEnd] = memoryPipe();
+  const link = new LineConnection(serverEnd);
+  const server = serverHandshake(link, {
+    group: GROUPS.ffdhe2048,
+    cipher: SECURE_CIPHER,
+    timeoutMs: 5000,
+  }).then((session) => {
+    assert.ok(session, "the client sent no key");
+    return { link, session };
+  });
+  server.catch(() => {});
+  return { connection: clientEnd, server };
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// Script processes
+// ───────────────────────────────────────────────────────────────────────────
+
+/** The repository's root directory. */
+export const ROOT: string = new URL("..", import.meta.url).pathname;
+
+/** A `deno run --allow-net SCRIPT ARGS` child with its output collected. */
+export class DenoProcess implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  exited = false;
+  readonly status: Promise<Deno.CommandStatus>;
+  readonly #pumps: Promise<void>[];
+  readonly #stdin?: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #waiters = new Waiters();
+
+  /**
+   * @param script "server.ts" or "client.ts"
+   * @param args its flags
+   * @param stdin "piped" to write to it, "null" for /dev/null
+   */
+  constructor(script: string, args: string[], stdin: "piped" | "null" = "null") {
+    this.child = new Deno.Command("deno", {
+      args: ["run", "--allow-net", script, ...args],
+      cwd: ROOT,
+      stdin,
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    if (stdin === "piped") this.#stdin = this.child.stdin.getWriter();
+    this.#pumps = [
+      this.#pump(this.child.stdout, (text) => this.stdout += text),
+      this.#pump(this.child.stderr, (text) => this.stderr += text),
+    ];
+    this.status = this.child.status.then((status) => {
+      this.exited = true;
+      this.#waiters.notify();
+      return status;
+    });
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, append: (text: string) => void) {
+    const streamDecoder = new TextDecoder();
+    for await (const chunk of stream) {
+      append(streamDecoder.decode(chunk, { stream: true }));
+      this.#waiters.notify();
+    }
+    append(streamDecoder.decode());
+    this.#waiters.notify();
+  }
+
+  /** Resolves once stdout (or stderr) matches `pattern`; fails early if the process exits. */
+  async waitFor(pattern: RegExp, ms = 10_000, stream: "stdout" | "stderr" = "stdout") {
+    const text = () => stream === "stdout" ? this.stdout : this.stderr;
+    await this.#waiters.until(
+      () => pattern.test(text()) || this.exited,
+      ms,
+      () => `${stream} ${pattern}; stdout so far:\n${this.stdout}\nstderr:\n${this.stderr}`,
+    );
+    const match = pattern.exec(text());
+    if (!match) {
+      throw new Error(
+        `process exited before printing ${pattern}\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`,
+      );
+    }
+    return match;
+  }
+
+  /** Writes to stdin. */
+  async write(text: string | Uint8Array): Promise<void> {
+    await this.#stdin!.write(typeof text === "string" ? encoder.encode(text) : text);
+  }
+
+  /** Closes stdin (end of input). */
+  async closeStdin(): Promise<void> {
+    await this.#stdin?.close().catch(() => {});
+  }
+
+  /** Waits for the exit (bounded) and for all output. */
+  async finish(ms = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {
+    const status = await within(
+      this.status,
+      ms,
+      () => `exit of pid ${this.child.pid}\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`,
+    );
+    await Promise.all(this.#pumps);
+    return { code: status.code, stdout: this.stdout, stderr: this.stderr };
+  }
+
+  /** Kills the process if it still runs and releases every pipe. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.exited) {
       try {
-        listener.close();
+        this.child.kill("SIGKILL");
       } catch {
-        // already closed
+        // exited meanwhile
       }
+    }
+    await this.closeStdin();
+    await this.status;
+    await Promise.all(this.#pumps);
+  }
+}
+
+/** A server process on a free port; resolves once it printed where it listens. */
+export async function spawnServer(
+  args: string[],
+  stdin: "piped" | "null" = "null",
+): Promise<{ proc: DenoProcess; port: number }> {
+  const proc = new DenoProcess("server.ts", ["--port", "0", ...args], stdin);
+  try {
+    const match = await proc.waitFor(/^\[\*\] Server listening on 127\.0\.0\.1:(\d+)$/m);
+    const port = Number(match[1]);
+    assert.ok(port > 0 && port !== 4444, `listening port ${port}`);
+    return { proc, port };
+  } catch (error) {
+    await proc[Symbol.asyncDispose]();
+    throw error;
+  }
+}
+
+/** Runs a client process against `port` with `text` piped to its stdin; returns how it ended. */
+export async function pipedClient(port: number, args: string[], text: string) {
+  await using client = new DenoProcess("client.ts", ["--port", String(port), ...args], "piped");
+  await client.write(text);
+  await client.closeStdin();
+  return await client.finish();
+}
+
+/** Non-empty lines of some output. */
+export function linesOf(text: string): string[] {
+  return text.split("\n").filter((line) => line.trim() !== "");
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// The server fixture
+// ───────────────────────────────────────────────────────────────────────────
+
+/** An in-process client reading {@link typedInput}; see {@link ServerFixture.client}. */
+export interface TypedClient {
+  /** Its log. */
+  readonly log: CapturingLogger;
+  /** Sends `line` and an LF. */
+  type(line: string): void;
+  /** Ends the input (Ctrl-D). */
+  end(): void;
+  /** runClient's exit code. */
+  readonly run: Promise<number>;
+}
+
+/** Options of one fixture client (runClient's, without connection, input and logger). */
+export type FixtureClientOptions = Omit<
+  Parameters<typeof runClient>[0] & object,
+  "connection" | "input" | "logger"
+>;
+
+/** What {@link withServer} hands its body. */
+export interface ServerFixture {
+  readonly server: ServerHandle;
+  readonly serverLog: CapturingLogger;
+  /** The server's onMessage calls. */
+  readonly sink: MessageSink;
+  /** Starts runClient against the server, over memory (or TCP with `tcp`), on typed input. */
+  client(options?: FixtureClientOptions): TypedClient;
+}
+
+/**
+ * Starts a server (in memory unless `tcp`; logging to `serverLog`, messages to
+ * `sink`), runs `body`, then always ends the clients' input, closes the
+ * server and waits for the clients. Returns the fixture, for checks after.
+ */
+export async function withServer(
+  options: Omit<ServerOptions, "port" | "logger" | "onMessage" | "listen"> & { tcp?: boolean },
+  body: (fixture: ServerFixture) => Promise<void>,
+): Promise<ServerFixture> {
+  const { tcp, ...serverOptions } = options;
+  const serverLog = new CapturingLogger();
+  const sink = new MessageSink();
+  const server = startServer({
+    ...serverOptions,
+    listen: tcp === true,
+    port: 0,
+    logger: serverLog,
+    onMessage: sink.onMessage,
+  });
+  const clients: TypedClient[] = [];
+  const fixture: ServerFixture = {
+    server,
+    serverLog,
+    sink,
+    client(clientOptions = {}) {
+      const input = typedInput();
+      const log = new CapturingLogger();
+      const run = runClient({
+        interactive: false,
+        ...clientOptions,
+        ...(tcp ? { port: server.addr!.port } : { connection: server.connect() }),
+        input: input.stream,
+        logger: log,
+      });
+      const client = { log, type: input.type, end: input.end, run };
+      clients.push(client);
+      return client;
     },
   };
-}
-
-/**
- * Plays the server's side of a real handshake (ffdhe2048, secure cipher,
- * dh.ts) on `peer` and returns the agreed session.
- */
-export async function serveHandshake(peer: RawPeer, ms = 5000): Promise<Session> {
-  const offer = createOffer(GROUPS.ffdhe2048, SECURE_CIPHER);
-  await peer.writeLine(offer.line);
-  const keyLine = await peer.readLine(ms);
-  assert.ok(keyLine !== null, "the client sent no key");
-  return await acceptKey(offer, keyLine);
+  try {
+    await body(fixture);
+  } finally {
+    for (const client of clients) client.end();
+    await server.close();
+    for (const client of clients) await client.run.catch(() => {});
+  }
+  return fixture;
 }

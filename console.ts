@@ -1,0 +1,509 @@
+/**
+ * dhx console: what the two commands share at the terminal.
+ *
+ * 1. exit codes and usage errors;
+ * 2. output — {@link printable}, the one escaping function for anything a
+ *    peer wrote, and the `[*]`/`[+]`/`[!]` {@link Logger} over a buffered
+ *    {@link Output} that keeps a prompt intact;
+ * 3. input — {@link inputLines}: lines typed at a terminal (`node:readline`:
+ *    line editing, history) or piped in (the transport's bounded reader);
+ * 4. flags — strict parsing with typed accessors;
+ * 5. descriptions — errors, counts, numbers and the `--verbose` lesson.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { createInterface, type Interface } from "node:readline";
+import { parseArgs, styleText } from "node:util";
+import {
+  bitLength,
+  KEY_SCHEDULE_LAYOUT,
+  MAX_WIRE_DIGITS,
+  ProtocolError,
+  type Session,
+  sha256,
+  TOY_CIPHER,
+} from "./dh.ts";
+import { LineError, LineReader } from "./transport.ts";
+
+const encoder = new TextEncoder();
+
+// ───────────────────────────────────────────────────────────────────────────
+// 1. Exit codes and usage errors
+// ───────────────────────────────────────────────────────────────────────────
+
+/** Exit codes of both scripts: 0 ok, 1 failure, 2 usage error. */
+export const EXIT: Readonly<{ OK: 0; FAILURE: 1; USAGE: 2 }> = Object.freeze({
+  OK: 0,
+  FAILURE: 1,
+  USAGE: 2,
+});
+
+/** A wrong flag or value: one `[!]` line and exit code 2. */
+export class UsageError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message what is wrong with the command line
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 2. Output
+// ───────────────────────────────────────────────────────────────────────────
+
+/**
+ * Characters that must not reach a terminal raw: C0 and C1 controls and DEL
+ * (Cc: they move the cursor, recolour, retitle), format characters (Cf: the
+ * bidi overrides and isolates U+202A–202E and U+2066–2069, U+061C, zero-width
+ * U+200B–200F, U+FEFF), the line and paragraph separators U+2028/U+2029, and
+ * lone surrogates.
+ */
+const UNSAFE_CHARACTERS = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+
+/**
+ * Makes text safe for a terminal: every character that could move the
+ * cursor, recolour the screen or reorder what is shown becomes a visible
+ * `\u{…}` escape. Everything printed goes through it (the {@link Logger}
+ * applies it to every line), so a peer's text, names and error messages
+ * cannot drive the terminal.
+ */
+export function printable(text: string): string {
+  return text.replace(UNSAFE_CHARACTERS, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+}
+
+/** Which stream a line goes to. */
+export type Stream = "stdout" | "stderr";
+
+/**
+ * Buffered console output: lines written in the same turn of the event loop
+ * leave in one write per stream run, in order. At a terminal with a prompt,
+ * the prompt is cleared first and redrawn after, with what was typed so far.
+ */
+export class Output {
+  #lines: [Stream, string][] = [];
+  #scheduled = false;
+  #prompt: Interface | undefined;
+
+  /** Queues one line (LF added). */
+  write(line: string, stream: Stream = "stdout"): void {
+    this.#lines.push([stream, line]);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Writes everything queued now. */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#lines.length === 0) return;
+    const lines = this.#lines;
+    this.#lines = [];
+    // "\r\x1b[K": back to column 0 and clear the line the prompt was on.
+    if (this.#prompt) writeAll(Deno.stdout, "\r\x1b[K");
+    for (let i = 0; i < lines.length;) {
+      const stream = lines[i][0];
+      let text = "";
+      for (; i < lines.length && lines[i][0] === stream; i++) text += lines[i][1] + "\n";
+      writeAll(stream === "stdout" ? Deno.stdout : Deno.stderr, text);
+    }
+    this.#prompt?.prompt(true);
+  }
+
+  /** Keeps `prompt` (a readline interface) drawn below the output. */
+  attachPrompt(prompt: Interface): void {
+    this.#prompt = prompt;
+  }
+
+  /** Stops drawing the prompt, and clears the line it was on. */
+  detachPrompt(): void {
+    if (!this.#prompt) return;
+    this.flush();
+    this.#prompt = undefined;
+    writeAll(Deno.stdout, "\r\x1b[K");
+  }
+}
+
+function writeAll(stream: typeof Deno.stdout | typeof Deno.stderr, text: string): void {
+  const bytes = encoder.encode(text);
+  try {
+    for (let done = 0; done < bytes.length;) done += stream.writeSync(bytes.subarray(done));
+  } catch {
+    // stdout closed (e.g. `| head`): nothing more can be shown.
+  }
+}
+
+/** The printer of both scripts: `[*]` info, `[+]` success, `[!]` problems. */
+export interface Logger {
+  /** True when info and success lines are dropped: skip work done only to print them. */
+  readonly quiet: boolean;
+  /** `[*]` progress; hidden by `--quiet`. */
+  info(message: string): void;
+  /** `[+]` success; hidden by `--quiet`. */
+  success(message: string): void;
+  /** `[*]` a line shown even with `--quiet` (where the server listens). */
+  notice(message: string): void;
+  /** `[!]` to stderr, always. */
+  error(message: string): void;
+}
+
+/** Options of {@link createLogger}. */
+export interface LoggerOptions {
+  /** Print only errors and notices. */
+  readonly quiet?: boolean;
+  /** Colour the prefixes (default: stdout is a terminal and NO_COLOR unset). */
+  readonly color?: boolean;
+  /** The buffered output to use (default: a new one). */
+  readonly output?: Output;
+  /** Where lines go instead (tests); overrides `output`. */
+  readonly write?: (line: string, stream: Stream) => void;
+}
+
+/** Whether stdout is a terminal that wants colour (`NO_COLOR` unset). */
+export function wantsColor(): boolean {
+  return Deno.stdout.isTerminal() && !Deno.noColor;
+}
+
+/**
+ * A {@link Logger}. Every message passes through {@link printable} here, at
+ * the one place text reaches the screen.
+ */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const color = options.color ?? wantsColor();
+  const output = options.output ?? new Output();
+  const write = options.write ?? ((line: string, stream: Stream) => output.write(line, stream));
+  const paint = (prefix: string, hue: "cyan" | "green" | "red") =>
+    color ? styleText(hue, prefix, { validateStream: false }) : prefix;
+  const [info, success, error] = [paint("[*]", "cyan"), paint("[+]", "green"), paint("[!]", "red")];
+  const quiet = options.quiet ?? false;
+  return {
+    quiet,
+    info: (m) => quiet || write(`${info} ${printable(m)}`, "stdout"),
+    success: (m) => quiet || write(`${success} ${printable(m)}`, "stdout"),
+    notice: (m) => write(`${info} ${printable(m)}`, "stdout"),
+    // Messages are often built from lower-case error texts: start the line upper-case.
+    error: (m) => write(`${error} ${printable(m.charAt(0).toUpperCase() + m.slice(1))}`, "stderr"),
+  };
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 3. Input
+// ───────────────────────────────────────────────────────────────────────────
+
+/** One line of input: its text, or why it was refused (too long, not UTF-8). */
+export type InputLine = { readonly text: string } | { readonly refused: string };
+
+/** Lines typed or piped in, one at a time. */
+export interface LineSource {
+  /** The next line, or `null` at the end of input (Ctrl-D, end of the pipe). */
+  next(): Promise<InputLine | null>;
+  /** Stops reading (idempotent). */
+  close(): void;
+}
+
+/** Options of {@link inputLines}. */
+export interface InputOptions {
+  /** Longest line accepted, in UTF-8 bytes; longer ones are refused one by one. */
+  readonly maxBytes: number;
+  /** Bytes to read; default stdin. */
+  readonly stream?: ReadableStream<Uint8Array>;
+  /** Use line editing with this prompt (a terminal); default: plain lines. */
+  readonly prompt?: string;
+  /** Where output goes, so that the prompt stays below it. */
+  readonly output?: Output;
+  /** Ctrl-C typed at the prompt (a terminal in raw mode sends no SIGINT). */
+  readonly onInterrupt?: () => void;
+}
+
+/**
+ * The user's lines. At a terminal (`prompt` set), `node:readline` gives line
+ * editing, history (Up arrow) and a prompt redrawn under incoming output;
+ * otherwise the transport's bounded {@link LineReader} reads the stream.
+ * Either way a line over `maxBytes` is refused on its own and reading goes on.
+ */
+export function inputLines(options: InputOptions): LineSource {
+  return options.prompt === undefined ? pipedLines(options) : typedLines(options);
+}
+
+function pipedLines(options: InputOptions): LineSource {
+  const reader = new LineReader(options.stream ?? Deno.stdin.readable, {
+    maxLine: options.maxBytes,
+    allowUnterminated: true,
+    skipBadLines: true,
+  });
+  return {
+    async next() {
+      try {
+        const text = await reader.readLine();
+        return text === null ? null : { text };
+      } catch (error) {
+        if (error instanceof LineError) return { refused: error.message };
+        throw error;
+      }
+    },
+    close: () => reader.cancel(),
+  };
+}
+
+function typedLines(options: InputOptions): LineSource {
+  const lines: (InputLine | null)[] = [];
+  let wake: (() => void) | undefined;
+  const push = (line: InputLine | null) => {
+    lines.push(line);
+    wake?.();
+  };
+  const prompt = createInterface({
+    input: process.stdin,
+    output: process.stdout,
+    prompt: options.prompt,
+    terminal: true,
+    historySize: 500,
+  });
+  options.output?.attachPrompt(prompt);
+  prompt.on("line", (text: string) => {
+    const bytes = encoder.encode(text).length;
+    push(
+      bytes > options.maxBytes
+        ? { refused: `line of ${bytes} bytes is longer than ${options.maxBytes} bytes` }
+        : { text },
+    );
+    prompt.prompt();
+  });
+  prompt.on("SIGINT", () => options.onInterrupt ? options.onInterrupt() : push(null));
+  prompt.on("close", () => push(null));
+  prompt.prompt();
+  let closed = false;
+  return {
+    async next() {
+      while (lines.length === 0) await new Promise<void>((resolve) => wake = resolve);
+      return lines.shift()!;
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      options.output?.detachPrompt();
+      prompt.close();
+      process.stdin.pause?.();
+    },
+  };
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 4. Flags
+// ───────────────────────────────────────────────────────────────────────────
+
+/** Flag definitions in `node:util` `parseArgs` form. */
+export type FlagSpec = Record<string, { type: "string" | "boolean"; short?: string }>;
+
+/** The flags both scripts take. */
+export const COMMON_FLAGS: FlagSpec = Object.freeze({
+  host: { type: "string" },
+  port: { type: "string" },
+  "max-line": { type: "string" },
+  keepalive: { type: "string" },
+  name: { type: "string" },
+  toy: { type: "boolean" },
+  "private-key": { type: "string" },
+  quiet: { type: "boolean" },
+  verbose: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+});
+
+/** A parsed command line: options for the library call, plus `--quiet` and `--help`. */
+export interface ParsedCommand<T> {
+  /** Options for `startServer` / `runClient`. */
+  options: T;
+  /** `--quiet`. */
+  quiet: boolean;
+  /** `--help`. */
+  help: boolean;
+}
+
+/**
+ * Parsed flag values with typed, checked accessors. Each accessor returns
+ * `undefined` for an absent flag and throws {@link UsageError} for a bad value.
+ */
+export class Flags {
+  readonly #values: Record<string, string | boolean | undefined>;
+
+  /**
+   * Wraps parsed values.
+   *
+   * @param values the output of `parseArgs`
+   */
+  constructor(values: Record<string, string | boolean | undefined>) {
+    this.#values = values;
+  }
+
+  /** Whether the flag was given. */
+  has(name: string): boolean {
+    return this.#values[name] !== undefined;
+  }
+
+  /** A boolean flag. */
+  boolean(name: string): boolean {
+    return this.#values[name] === true;
+  }
+
+  /** A string flag as given. */
+  string(name: string): string | undefined {
+    const value = this.#values[name];
+    return typeof value === "string" ? value : undefined;
+  }
+
+  /** A whole number within [min, max]. */
+  integer(name: string, min: number, max: number): number | undefined {
+    const value = this.string(name);
+    if (value === undefined) return undefined;
+    const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new UsageError(
+        `--${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`,
+      );
+    }
+    return n;
+  }
+
+  /**
+   * A duration in seconds (decimals allowed, at most a day), as whole
+   * milliseconds. It must come to at least 1 ms; with `allowZero`, exactly 0
+   * is accepted too (it turns the feature off).
+   */
+  milliseconds(name: string, allowZero = false): number | undefined {
+    const value = this.string(name);
+    if (value === undefined) return undefined;
+    const seconds = /^[0-9]+(\.[0-9]+)?$/.test(value) ? Number(value) : NaN;
+    const ms = Math.round(seconds * 1000);
+    if (allowZero && seconds === 0) return 0;
+    if (!(ms >= 1 && seconds <= 86_400)) {
+      throw new UsageError(
+        `--${name} must be a number of seconds from 0.001 to 86400${
+          allowZero ? " (or 0 for off)" : ""
+        }, got ${JSON.stringify(value)}`,
+      );
+    }
+    return ms;
+  }
+
+  /** A big decimal integer (`--prime`, `--private-key`), at most as long as an 8192-bit number. */
+  bigint(name: string): bigint | undefined {
+    const value = this.string(name);
+    if (value === undefined) return undefined;
+    if (!/^[0-9]+$/.test(value) || value.length > MAX_WIRE_DIGITS) {
+      throw new UsageError(
+        `--${name} must be a decimal number of at most ${MAX_WIRE_DIGITS} digits, got ${
+          JSON.stringify(value.length > 40 ? value.slice(0, 37) + "..." : value)
+        }`,
+      );
+    }
+    return BigInt(value);
+  }
+}
+
+/**
+ * Parses a command line strictly against {@link COMMON_FLAGS} plus `extra`:
+ * unknown flags and stray arguments are errors, and so is `--quiet` with
+ * `--verbose`. A negative number after a flag (`--port -1`) is taken as its
+ * value, so that it is refused for what it is.
+ *
+ * @throws {UsageError}
+ */
+export function parseFlags(args: string[], extra: FlagSpec): Flags {
+  const options = { ...COMMON_FLAGS, ...extra };
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith("--") ? args[i].slice(2) : "";
+    if (options[name]?.type === "string" && /^-[0-9.]/.test(args[i + 1] ?? "")) {
+      joined.push(`${args[i]}=${args[++i]}`);
+    } else {
+      joined.push(args[i]);
+    }
+  }
+  let flags: Flags;
+  try {
+    const { values } = parseArgs({ args: joined, options, strict: true, allowPositionals: false });
+    flags = new Flags(values as Record<string, string | boolean | undefined>);
+  } catch (error) {
+    throw new UsageError((error as Error).message.split("\n")[0]);
+  }
+  if (flags.boolean("quiet") && flags.boolean("verbose")) {
+    throw new UsageError("--quiet and --verbose exclude each other");
+  }
+  return flags;
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 5. Descriptions
+// ───────────────────────────────────────────────────────────────────────────
+
+/** "1 client", "2 clients". */
+export function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+/**
+ * A one-line reason for an error of the network layer or the protocol, for
+ * the `[!]` line (never a stack trace).
+ */
+export function describeError(error: unknown): string {
+  if (error instanceof ProtocolError || error instanceof UsageError) return error.message;
+  if (error instanceof Deno.errors.ConnectionRefused) return "connection refused";
+  if (error instanceof Deno.errors.ConnectionReset) return "connection reset by peer";
+  if (error instanceof Deno.errors.BrokenPipe) return "connection closed by peer";
+  if (error instanceof Deno.errors.AddrInUse) return "address already in use";
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return "permission denied (run with --allow-net)";
+  }
+  if (error instanceof Error) return error.message.split("\n")[0];
+  return String(error);
+}
+
+/**
+ * A bigint for people: in full when `reveal` (toy mode, `--verbose`),
+ * otherwise its size and a short digest, so secrets never reach a log.
+ */
+export function describeBigint(n: bigint, reveal: boolean): string {
+  if (reveal) return n.toString();
+  const digest = sha256(n.toString(16)).subarray(0, 4).toHex();
+  return `${bitLength(n)}-bit number, sha256 ${digest}…`;
+}
+
+/**
+ * The whole computation of a session, one step a line, for `--verbose` and
+ * toy mode: a lesson in Diffie-Hellman. Prints secrets; never call it
+ * otherwise.
+ */
+export function explainSession(session: Session): string[] {
+  const [mine, theirs] = session.role === "server" ? ["b", "A"] : ["a", "B"];
+  const okm = session.keySchedule;
+  const part = (name: keyof typeof KEY_SCHEDULE_LAYOUT) =>
+    okm.subarray(...KEY_SCHEDULE_LAYOUT[name]).toHex();
+  const lines = [
+    `p = ${session.group.p}`,
+    `g = ${session.group.g}`,
+    `private key ${mine} = ${session.privateKey}`,
+    `public key ${mine.toUpperCase()} = g^${mine} mod p = ${session.publicKey}`,
+    `peer public key ${theirs} = ${session.peerPublicKey}`,
+    `shared secret Z = ${theirs}^${mine} mod p = ${session.sharedSecret}`,
+    `transcript hash th = SHA-256(hello LF key LF) = ${session.transcriptHash.toHex()}`,
+    `key schedule = HKDF-SHA-256(Z, th, "dhx/1 key schedule", 136 bytes):`,
+  ];
+  if (session.cipher === TOY_CIPHER) {
+    lines.push(`  xor8 key byte = Z mod 256 = ${session.sharedSecret % 256n}`);
+  } else {
+    lines.push(
+      `  client→server encryption key ${part("clientEncryption")}`,
+      `  client→server MAC key        ${part("clientMac")}`,
+      `  server→client encryption key ${part("serverEncryption")}`,
+      `  server→client MAC key        ${part("serverMac")}`,
+    );
+  }
+  lines.push(`  fingerprint = ${session.fingerprint}`);
+  return lines;
+}
