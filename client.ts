@@ -22,6 +22,7 @@ import {
   describeError,
   EXIT,
   explainSession,
+  type InputLine,
   inputLines,
   type LineSource,
   type Logger,
@@ -266,6 +267,8 @@ class Conversation {
   #unsent = 0;
   /** Whether the unsent count is a lower bound (input still open at the deadline). */
   #unsentAtLeast = false;
+  /** The read of the next input line under way (a read is never started twice). */
+  #reading: Promise<InputLine | null> | undefined;
 
   constructor(channel: Channel, input: LineSource, log: Logger, settings: ConversationSettings) {
     this.#channel = channel;
@@ -314,7 +317,7 @@ class Conversation {
     const interrupted = abortPromise(this.#settings.signal);
     const link = this.#channel.link;
     for (;;) {
-      const next = await Promise.race([this.#input.next(), ended, interrupted]);
+      const next = await Promise.race([this.#nextLine(), ended, interrupted]);
       if (next === "session-ended") {
         await this.#countUnsent();
         return next;
@@ -354,7 +357,7 @@ class Conversation {
     const stop = performance.now() + this.#settings.timeoutMs;
     for (;;) {
       const left = stop - performance.now();
-      const next = await bounded(this.#input.next(), { ms: Math.max(0, left) }).catch(() =>
+      const next = await bounded(this.#nextLine(), { ms: Math.max(0, left) }).catch(() =>
         undefined
       );
       if (next === undefined) {
@@ -365,6 +368,17 @@ class Conversation {
       if ("text" in next && next.text === EXIT_COMMAND) return;
       this.#unsent++;
     }
+  }
+
+  /** The next input line; a read left pending by a race is picked up, not doubled. */
+  #nextLine(): Promise<InputLine | null> {
+    this.#reading ??= this.#input.next()
+      .catch((error) => {
+        this.#log.error(`Reading input failed: ${describeError(error)}`);
+        return null;
+      })
+      .finally(() => this.#reading = undefined);
+    return this.#reading;
   }
 
   /** Shows what the server sent. */

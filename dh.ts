@@ -1105,6 +1105,20 @@ export function acceptKey(offer: ServerOffer, keyLine: string): Session {
   });
 }
 
+// Records are small and many: allocating typed arrays costs more than the AES
+// and hash calls themselves, so record crypto reuses working memory. Sealing
+// and opening are synchronous, so one scratch area can serve every session.
+
+/** Working memory of the record functions, grown on demand up to 64 KiB. */
+let scratch = new Uint8Array(1024);
+
+/** `length` bytes of scratch memory (fresh memory above 64 KiB). */
+function scratchBytes(length: number): Uint8Array {
+  if (length > 65_536) return new Uint8Array(length);
+  if (scratch.length < length) scratch = new Uint8Array(Math.max(length, scratch.length * 2));
+  return scratch;
+}
+
 /** HMAC-SHA-256 with its key absorbed once: each tag copies two hash states. */
 class HmacSha256 {
   readonly #inner: Hash;
@@ -1119,7 +1133,7 @@ class HmacSha256 {
 
   digest(data: Uint8Array): Uint8Array {
     const inner = this.#inner.copy().update(data).digest();
-    return new Uint8Array(this.#outer.copy().update(inner).digest());
+    return this.#outer.copy().update(inner).digest();
   }
 }
 
@@ -1132,15 +1146,21 @@ class HmacSha256 {
  */
 class AesCtr {
   readonly #blockCipher: Cipheriv;
+  readonly #counters = new Uint8Array(256); // reused; bytes 8–11 of every block stay zero
+  readonly #view = new DataView(this.#counters.buffer);
 
   constructor(key: Uint8Array) {
     this.#blockCipher = createCipheriv("aes-256-ecb", key, null).setAutoPadding(false);
   }
 
-  keystream(seq: number, length: number): Uint8Array {
-    const blocks = Math.ceil(length / 16);
-    const counters = new Uint8Array(blocks * 16);
-    const view = new DataView(counters.buffer);
+  /** `data` XOR the keystream of record `seq`, as a new array. */
+  apply(seq: number, data: Uint8Array): Uint8Array {
+    const blocks = Math.ceil(data.length / 16);
+    // Long records get counters of their own: the kept buffer stays small.
+    const counters = blocks * 16 <= this.#counters.length
+      ? this.#counters
+      : new Uint8Array(blocks * 16);
+    const view = counters === this.#counters ? this.#view : new DataView(counters.buffer);
     const seqHigh = Math.floor(seq / 2 ** 32);
     const seqLow = seq >>> 0;
     for (let i = 0; i < blocks; i++) {
@@ -1148,13 +1168,16 @@ class AesCtr {
       view.setUint32(i * 16 + 4, seqLow);
       view.setUint32(i * 16 + 12, i); // a record below 64 GiB never needs the high word
     }
-    return this.#blockCipher.update(counters);
+    // update() returns fresh memory: the XOR happens in place.
+    const out = this.#blockCipher.update(counters.subarray(0, blocks * 16));
+    for (let i = 0; i < data.length; i++) out[i] ^= data[i];
+    return out.subarray(0, data.length);
   }
 }
 
 /** One direction's record protection: encryption and, for the secure cipher, a tag. */
 interface DirectionKeys {
-  /** Plaintext ↔ ciphertext of record `seq` (XOR: the same both ways). */
+  /** Plaintext ↔ ciphertext of record `seq` (XOR: the same both ways), as a new array. */
   crypt(seq: number, data: Uint8Array): Uint8Array;
   /** The 32-byte tag over type, seq and ciphertext; undefined for xor8. */
   tag(type: RecordType, seq: number, ciphertext: Uint8Array): Uint8Array | undefined;
@@ -1166,28 +1189,25 @@ const TYPE_PREFIX = Object.fromEntries(
 ) as Record<RecordType, Uint8Array>;
 
 /** Keys of one direction of `aes-256-ctr+hmac-sha256`. */
-function secureKeys(
-  okm: Uint8Array,
-  encryption: readonly [number, number],
-  mac: readonly [
-    number,
-    number,
-  ],
-): DirectionKeys {
+function secureKeys(okm: Uint8Array, encryption: readonly [number, number], mac: readonly [
+  number,
+  number,
+]): DirectionKeys {
   const aes = new AesCtr(okm.subarray(...encryption));
   const hmac = new HmacSha256(okm.subarray(...mac));
   return {
-    crypt: (seq, data) => data.length === 0 ? data : xor(data, aes.keystream(seq, data.length)),
+    crypt: (seq, data) => data.length === 0 ? new Uint8Array(0) : aes.apply(seq, data),
     tag(type, seq, ciphertext) {
       // The MAC input: UTF-8(T) ‖ 0x00 ‖ N as 8 bytes big-endian ‖ ciphertext.
       const prefix = TYPE_PREFIX[type];
-      const input = new Uint8Array(prefix.length + 8 + ciphertext.length);
+      const length = prefix.length + 8 + ciphertext.length;
+      const input = scratchBytes(length);
       input.set(prefix);
-      const view = new DataView(input.buffer);
+      const view = new DataView(input.buffer, input.byteOffset);
       view.setUint32(prefix.length, Math.floor(seq / 2 ** 32));
       view.setUint32(prefix.length + 4, seq >>> 0);
       input.set(ciphertext, prefix.length + 8);
-      return hmac.digest(input);
+      return hmac.digest(input.subarray(0, length));
     },
   };
 }
@@ -1381,7 +1401,10 @@ export class Session implements SessionParams {
       throw new RangeError(`a ${this.role} may not send ${type}`);
     }
     const seq = this.#sendSeq++;
-    const ciphertext = this.#send.crypt(seq, encoder.encode(text));
+    // The plaintext is only read by crypt: encode it into scratch memory.
+    const buffer = scratchBytes(text.length * 3);
+    const { written } = encoder.encodeInto(text, buffer);
+    const ciphertext = this.#send.crypt(seq, buffer.subarray(0, written));
     const data = ciphertext.toBase64();
     const tag = this.#send.tag(type, seq, ciphertext);
     return tag

@@ -935,7 +935,7 @@ export class Channel {
   #keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false; // we are leaving: nothing more is delivered or sent
   #end: ChannelEnd | undefined;
-  #failure: ProtocolError | undefined;
+  #failing: Promise<void> | undefined; // our error frame on its way out
 
   /**
    * Starts a channel on an established session.
@@ -1005,16 +1005,21 @@ export class Channel {
         if (this.#stopped) this.#end ??= { reason: "local" };
       }
     } catch (error) {
-      this.#end ??= this.#endFor(error);
-      const end = this.#end;
-      if (end.reason === "error" && end.error instanceof ProtocolError && !end.error.fromPeer) {
-        await this.link.fail(end.error.message);
+      if (!this.#end) {
+        this.#end = this.#endFor(error);
+        const end = this.#end;
+        if (end.reason === "error" && end.error instanceof ProtocolError && !end.error.fromPeer) {
+          this.#failing = this.link.fail(end.error.message);
+        }
       }
     } finally {
       this.#stopped = true;
       clearTimeout(this.#keepaliveTimer);
       this.acks.stop();
-      if (this.#end?.reason !== "local") this.link.close();
+      // Our error frame gets its bounded chance to leave; otherwise close now
+      // (after our bye, bye() closes once it is written).
+      if (this.#failing) await this.#failing;
+      else if (this.#end?.reason !== "local") this.link.close();
     }
     return this.#end;
   }
@@ -1036,7 +1041,7 @@ export class Channel {
   /** Ends the session with an `error` frame saying `reason` (e.g. `/kick`). */
   async fail(reason: string): Promise<void> {
     this.#abort(reason);
-    await this.link.fail(reason);
+    await this.#failing;
   }
 
   /** Handles one line: open it, answer it, hand it on. */
@@ -1113,10 +1118,9 @@ export class Channel {
    */
   #abort(reason: string): void {
     if (this.#end) return;
-    this.#failure = new ProtocolError(reason);
-    this.#end = { reason: "error", error: this.#failure };
+    this.#end = { reason: "error", error: new ProtocolError(reason) };
     this.#stopped = true;
-    this.link.fail(reason);
+    this.#failing = this.link.fail(reason);
   }
 
   /** The end a thrown error means. */
