@@ -386,7 +386,7 @@ class Conversation {
     const log = this.#log;
     switch (event.type) {
       case "chat":
-        log.success(`${event.line.from}: ${event.line.text}`);
+        log.line(`${event.line.from}: ${event.line.text}`);
         return;
       case "notice":
         log.info(event.text);

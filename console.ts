@@ -147,6 +147,8 @@ export interface Logger {
   info(message: string): void;
   /** `[+]` success; hidden by `--quiet`. */
   success(message: string): void;
+  /** `[+]` a line someone wrote, shown even with `--quiet`. */
+  line(message: string): void;
   /** `[*]` a line shown even with `--quiet` (where the server listens). */
   notice(message: string): void;
   /** `[!]` to stderr, always. */
@@ -186,6 +188,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     quiet,
     info: (m) => quiet || write(`${info} ${printable(m)}`, "stdout"),
     success: (m) => quiet || write(`${success} ${printable(m)}`, "stdout"),
+    line: (m) => write(`${success} ${printable(m)}`, "stdout"),
     notice: (m) => write(`${info} ${printable(m)}`, "stdout"),
     // Messages are often built from lower-case error texts: start the line upper-case.
     error: (m) => write(`${error} ${printable(m.charAt(0).toUpperCase() + m.slice(1))}`, "stderr"),

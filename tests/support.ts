@@ -157,6 +157,7 @@ export class CapturingLogger implements Logger {
 
   info = (m: string) => this.quiet || this.#push("info", m);
   success = (m: string) => this.quiet || this.#push("success", m);
+  line = (m: string) => this.#push("success", m);
   notice = (m: string) => this.#push("notice", m);
   error = (m: string) => this.#push("error", m);
 
