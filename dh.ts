@@ -702,6 +702,12 @@ export function customGroup(p: bigint, g: bigint): DhGroup {
   return makeGroup("custom", p, g, undefined, "custom parameters (insecure)");
 }
 
+/** The public key g^x mod p for private key `x`. */
+export function derivePublicKey(group: DhGroup, privateKey: bigint): bigint {
+  // Every handshake raises the same g: its comb table is built once per group.
+  return fixedBaseModpow(group.g, privateKey, group.p);
+}
+
 /**
  * A fresh random private key for `group`.
  *
@@ -713,11 +719,17 @@ export function generatePrivateKey(group: DhGroup): bigint {
     const bits = group.privateKeyBits;
     return randomBits(bits) | (1n << BigInt(bits - 1));
   }
-  return randomBetween(2n, group.p - 2n);
+  // In a small group g^x may be 1 or p − 1, which every peer refuses: draw again.
+  for (;;) {
+    const key = randomBetween(2n, group.p - 2n);
+    const publicKey = derivePublicKey(group, key);
+    if (publicKey > 1n && publicKey < group.p - 1n) return key;
+  }
 }
 
 /**
- * Checks a private key given by hand (`--private-key`): 1 ≤ x ≤ p − 2.
+ * Checks a private key given by hand (`--private-key`): 1 ≤ x ≤ p − 2, and
+ * its public key must be one a peer accepts (not 1 or p − 1).
  *
  * @throws {RangeError} with a reason otherwise
  */
@@ -725,12 +737,12 @@ export function checkPrivateKey(group: DhGroup, privateKey: bigint): void {
   if (privateKey < 1n || privateKey > group.p - 2n) {
     throw new RangeError(`the private key must lie in 1 … p − 2 = ${group.p - 2n}`);
   }
-}
-
-/** The public key g^x mod p for private key `x`. */
-export function derivePublicKey(group: DhGroup, privateKey: bigint): bigint {
-  // Every handshake raises the same g: its comb table is built once per group.
-  return fixedBaseModpow(group.g, privateKey, group.p);
+  const publicKey = derivePublicKey(group, privateKey);
+  if (publicKey <= 1n || publicKey >= group.p - 1n) {
+    throw new RangeError(
+      `private key ${privateKey} gives the public key ${publicKey}, which every peer refuses`,
+    );
+  }
 }
 
 /**
@@ -1189,10 +1201,14 @@ const TYPE_PREFIX = Object.fromEntries(
 ) as Record<RecordType, Uint8Array>;
 
 /** Keys of one direction of `aes-256-ctr+hmac-sha256`. */
-function secureKeys(okm: Uint8Array, encryption: readonly [number, number], mac: readonly [
-  number,
-  number,
-]): DirectionKeys {
+function secureKeys(
+  okm: Uint8Array,
+  encryption: readonly [number, number],
+  mac: readonly [
+    number,
+    number,
+  ],
+): DirectionKeys {
   const aes = new AesCtr(okm.subarray(...encryption));
   const hmac = new HmacSha256(okm.subarray(...mac));
   return {
@@ -1397,7 +1413,7 @@ export class Session implements SessionParams {
    * @throws {RangeError} for a type our role may not send
    */
   seal(type: RecordType, text: string): string {
-    if (!RECORD_SENDERS[type]?.includes(this.role)) {
+    if (!isRecordType(type) || !RECORD_SENDERS[type].includes(this.role)) {
       throw new RangeError(`a ${this.role} may not send ${type}`);
     }
     const seq = this.#sendSeq++;
