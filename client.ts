@@ -106,6 +106,9 @@ export const TOY_CLIENT_PRIVATE_KEY = 5n;
 /** The word that ends a session when typed alone on a line. */
 export const EXIT_COMMAND = "exit";
 
+/** After the session ends, an input quiet this long has nothing more queued to lose. */
+const UNSENT_QUIET_MS = 200;
+
 /** Above this many unsent bytes, reading input waits for the connection to catch up. */
 const SEND_HIGH_WATER = 1024 * 1024;
 
@@ -351,17 +354,23 @@ class Conversation {
     }
   }
 
-  /** After the server ended the session: how many input lines were left (piped input only). */
+  /**
+   * After the server ended the session: how many input lines were left
+   * (piped input only). Reads on while lines keep coming, up to the end of
+   * the input or `--timeout`; an input that stays quiet for a moment (an
+   * open but idle stdin) has nothing more to lose.
+   */
   async #countUnsent(): Promise<void> {
     if (this.#settings.interactive) return;
     const stop = performance.now() + this.#settings.timeoutMs;
     for (;;) {
-      const left = stop - performance.now();
+      const left = Math.min(UNSENT_QUIET_MS, stop - performance.now());
       const next = await bounded(this.#nextLine(), { ms: Math.max(0, left) }).catch(() =>
         undefined
       );
       if (next === undefined) {
-        this.#unsentAtLeast = true;
+        // Still open: more lines may come that we cannot send.
+        this.#unsentAtLeast = performance.now() >= stop;
         return;
       }
       if (next === null) return;
@@ -421,7 +430,7 @@ class Conversation {
       );
       failed = true;
     }
-    if (this.#unsent > 0 || this.#unsentAtLeast) {
+    if (this.#unsent > 0) {
       const n = `${this.#unsentAtLeast ? "at least " : ""}${count(this.#unsent, "input line")}`;
       log.error(`${n} not sent: the session ended first`);
       failed = true;

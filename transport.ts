@@ -327,6 +327,11 @@ export class LineReader {
     let bytes = tail;
     if (this.#partialLength > 0) {
       this.#keep(tail);
+      if (this.#discarding) {
+        // The tail made the line too long (skipBadLines): it ends here.
+        this.#discarding = false;
+        throw new LineError(`line longer than ${this.#maxLine} bytes`);
+      }
       bytes = new Uint8Array(this.#partialLength);
       let offset = 0;
       for (const part of this.#partial) {
@@ -538,6 +543,7 @@ export class LineConnection {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue = [];
+    this.#queuedBytes = 0;
     try {
       this.#io.close();
     } catch {
@@ -565,7 +571,7 @@ export class LineConnection {
             this.#writeTimeoutMs / 1000
           } s: the peer is not reading`,
         });
-        this.#queuedBytes -= bytes.length;
+        if (!this.#closed) this.#queuedBytes -= bytes.length;
       }
     } catch (error) {
       // A stuck write cannot carry an error frame either: close at once.
@@ -580,12 +586,16 @@ export class LineConnection {
   }
 
   /** A read that reports our own failure rather than the socket error it caused. */
-  async #guard<T>(read: Promise<T>): Promise<T> {
+  async #guard<T>(read: Promise<T | null>): Promise<T | null> {
+    let result: T | null;
     try {
-      return await read;
+      result = await read;
     } catch (error) {
       throw this.#failure ?? error;
     }
+    // A failure closes the connection, which some connections report as a clean end.
+    if (result === null && this.#failure) throw this.#failure;
+    return result;
   }
 }
 
@@ -785,7 +795,7 @@ export class AckTracker {
   /** Records that `seq` was sent and awaits its ack. */
   track(seq: number, note = ""): void {
     this.#pending.push({ seq, sentAt: performance.now(), note });
-    if (this.pending === 1) this.#arm();
+    if (this.#timer === undefined) this.#arm();
   }
 
   /**
@@ -889,6 +899,9 @@ export interface ChannelOptions {
   readonly maxUnacked?: number;
 }
 
+/** How long what is queued may take to leave when a session ends. */
+const DRAIN_ON_CLOSE_MS = 1000;
+
 /** Default bound on unacknowledged records per peer. */
 export const DEFAULT_MAX_UNACKED = 4096;
 
@@ -936,6 +949,7 @@ export class Channel {
   #stopped = false; // we are leaving: nothing more is delivered or sent
   #end: ChannelEnd | undefined;
   #failing: Promise<void> | undefined; // our error frame on its way out
+  #leaving: Promise<void> | undefined; // our bye on its way out
 
   /**
    * Starts a channel on an established session.
@@ -995,7 +1009,12 @@ export class Channel {
       while (!this.#end) {
         const lines = await this.link.readLines();
         if (lines === null) {
-          this.#end ??= this.#stopped ? { reason: "local" } : { reason: "closed" };
+          const failure = this.link.failure;
+          this.#end ??= failure
+            ? { reason: "error", error: failure }
+            : this.#stopped
+            ? { reason: "local" }
+            : { reason: "closed" };
           break;
         }
         for (const line of lines) {
@@ -1016,10 +1035,10 @@ export class Channel {
       this.#stopped = true;
       clearTimeout(this.#keepaliveTimer);
       this.acks.stop();
-      // Our error frame gets its bounded chance to leave; otherwise close now
-      // (after our bye, bye() closes once it is written).
-      if (this.#failing) await this.#failing;
-      else if (this.#end?.reason !== "local") this.link.close();
+      // Our error frame, bye or last acks get their bounded chance to leave; then close.
+      await (this.#failing ?? this.#leaving ??
+        bounded(this.link.drain(), { ms: DRAIN_ON_CLOSE_MS }).catch(() => {}));
+      this.link.close();
     }
     return this.#end;
   }
@@ -1029,13 +1048,15 @@ export class Channel {
    * queued, and the connection closes once it is written (at most
    * `timeoutMs`) or at once if `signal` aborts. Never throws.
    */
-  async bye(timeoutMs = 1000, signal?: AbortSignal): Promise<void> {
+  bye(timeoutMs = 1000, signal?: AbortSignal): Promise<void> {
     if (!this.stopped) {
       this.#stopped = true;
       this.link.send(this.session.seal("bye", ""), true);
-      await bounded(this.link.drain(), { ms: timeoutMs, signal }).catch(() => {});
+      this.#leaving = bounded(this.link.drain(), { ms: timeoutMs, signal })
+        .catch(() => {})
+        .finally(() => this.link.close());
     }
-    this.link.close();
+    return this.#leaving ?? Promise.resolve(this.link.close());
   }
 
   /** Ends the session with an `error` frame saying `reason` (e.g. `/kick`). */

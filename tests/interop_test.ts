@@ -1,0 +1,512 @@
+/**
+ * Interoperability: our server and client against tests/peer.mjs, a DHX/1
+ * revision-2 peer for Node.js written from the protocol text alone (its own
+ * modpow; node:crypto for HKDF, AES-CTR and HMAC; CRLF line endings; JSON
+ * fields in reverse order; strict about everything it receives).
+ *
+ * Both directions, secure and toy, default and room mode, the peer's
+ * `--say`, `--ping` and `--name` paths, and its self-check on the vectors.
+ * Needs node and the network: `deno test -P tests/interop_test.ts`.
+ */
+
+import assert from "node:assert/strict";
+import { runClient } from "../client.ts";
+import { GROUPS, TOY_CIPHER } from "../dh.ts";
+import {
+  CapturingLogger,
+  FINGERPRINT,
+  lacks,
+  linesOf,
+  pipedClient,
+  ROOT,
+  spawnServer,
+  type TypedInput,
+  typedInput,
+  Waiters,
+  within,
+  withServer,
+} from "./support.ts";
+
+const ignore = lacks("net", "run");
+const PEER = "tests/peer.mjs";
+const TOY_FINGERPRINT = "90B9-A4D2-25F0-BE47";
+const TOY_SERVER = { group: GROUPS.toy, cipher: TOY_CIPHER, privateKey: 3n };
+
+/** What the peer client prints when it ends. */
+interface PeerClientSummary {
+  fingerprint: string | null;
+  acked: number[];
+  chats: { from: string; text: string }[];
+  notices: string[];
+  pongs: number;
+  serverBye: boolean;
+  error?: string;
+}
+
+/** One connection as the peer server reports it at its end. */
+interface PeerSession {
+  fingerprint: string | null;
+  name: string | null;
+  messages: string[];
+  ackedChats: number;
+  pongs: number;
+  error?: string;
+}
+
+/** Runs the peer client to its end; returns its exit code and summary. */
+async function peerClient(port: number, args: string[]) {
+  const out = await within(
+    new Deno.Command("node", {
+      args: [PEER, "client", String(port), ...args],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output(),
+    20_000,
+    `peer client ${args.join(" ")}`,
+  );
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  const last = linesOf(stdout).at(-1);
+  assert.ok(last, `peer client printed nothing; stderr:\n${stderr}`);
+  return { code: out.code, summary: JSON.parse(last) as PeerClientSummary, stderr };
+}
+
+/** The peer server as a child process; its stdin ending shuts it down. */
+class PeerServer implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #pumps: Promise<void>[];
+  readonly #waiters = new Waiters();
+  #exited = false;
+
+  constructor(args: string[]) {
+    this.child = new Deno.Command("node", {
+      args: [PEER, "server", ...args],
+      cwd: ROOT,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#stdin = this.child.stdin.getWriter();
+    this.#pumps = [
+      this.#pump(this.child.stdout, (text) => this.stdout += text),
+      this.#pump(this.child.stderr, (text) => this.stderr += text),
+    ];
+    this.child.status.then(() => {
+      this.#exited = true;
+      this.#waiters.notify();
+    });
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, append: (text: string) => void) {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      append(text);
+      this.#waiters.notify();
+    }
+  }
+
+  /** The port it listens on (its first stdout line). */
+  async port(): Promise<number> {
+    await this.#waiters.until(
+      () => this.stdout.includes("\n") || this.#exited,
+      10_000,
+      () => `peer server's port; stderr:\n${this.stderr}`,
+    );
+    const port = JSON.parse(this.stdout.split("\n")[0]).port;
+    assert.ok(Number.isInteger(port) && port > 0, this.stdout);
+    return port;
+  }
+
+  /** Resolves once its stderr (the lines it shows) matches. */
+  waitForShown(pattern: RegExp): Promise<void> {
+    return this.#waiters.until(
+      () => pattern.test(this.stderr),
+      10_000,
+      () => `peer server stderr ${pattern}:\n${this.stderr}`,
+    );
+  }
+
+  /** Ends its stdin (it says bye to everyone and exits); returns its sessions. */
+  async finish(): Promise<PeerSession[]> {
+    await this.#stdin.close().catch(() => {});
+    const status = await within(this.child.status, 10_000, "peer server exit");
+    await Promise.all(this.#pumps);
+    assert.equal(status.code, 0, `peer server:\n${this.stdout}\n${this.stderr}`);
+    return JSON.parse(linesOf(this.stdout).at(-1)!).sessions;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#stdin.close().catch(() => {});
+    if (!this.#exited) {
+      try {
+        this.child.kill("SIGKILL");
+      } catch {
+        // exited meanwhile
+      }
+    }
+    await this.child.status;
+    await Promise.all(this.#pumps);
+  }
+}
+
+/** Our client, in-process over TCP, on typed input. */
+function ourClient(port: number, options: { toy?: boolean; name?: string } = {}) {
+  const input: TypedInput = typedInput();
+  const log = new CapturingLogger();
+  const run = runClient({
+    port,
+    input: input.stream,
+    interactive: false,
+    logger: log,
+    timeoutMs: 8000,
+    ...options,
+  });
+  return { input, log, run };
+}
+
+/** Every fingerprint our server printed for a session. */
+function serverFingerprints(log: CapturingLogger): string[] {
+  return log.of("success").flatMap((line) => {
+    const match = FINGERPRINT.exec(line);
+    return match ? [match[1]] : [];
+  });
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// Default mode, both directions
+// ───────────────────────────────────────────────────────────────────────────
+
+for (const mode of ["secure", "toy"] as const) {
+  const toy = mode === "toy";
+
+  Deno.test({
+    name: `interop (${mode}): our client → peer server`,
+    ignore,
+    async fn() {
+      await using peer = new PeerServer(toy ? ["--toy"] : []);
+      const port = await peer.port();
+      const client = ourClient(port, { toy });
+      try {
+        const lines = ["one", "Grüße, 世界 🙂", "", "//slash", "/who"];
+        for (const line of lines) client.input.type(line);
+        await client.log.waitFor(/^\[\*\] present: server, guest1$/);
+        client.input.end();
+        assert.equal(await within(client.run, 10_000, "our client"), 0, client.log.dump());
+      } finally {
+        client.input.end();
+      }
+      await peer.waitForShown(/^<guest1> \/slash\r?$/m);
+      const sessions = await peer.finish();
+      assert.equal(sessions.length, 1, JSON.stringify(sessions));
+      const [session] = sessions;
+      assert.equal(session.error, undefined, JSON.stringify(session));
+      assert.deepEqual(session.messages, ["one", "Grüße, 世界 🙂", "", "//slash", "/who"]);
+      assert.equal(session.fingerprint, client.log.fingerprint(), client.log.dump());
+      for (let line = 1; line <= 5; line++) {
+        assert.ok(
+          client.log.of("success").includes(`Line ${line} acknowledged (seq ${line - 1})`),
+          client.log.dump(),
+        );
+      }
+      assert.match(peer.stderr, /^<guest1> Grüße, 世界 🙂\r?$/m);
+      if (toy) {
+        // The peer writes its frames' fields in reverse order: other transcript bytes, so
+        // not the vector's fingerprint, but the same numbers.
+        assert.notEqual(session.fingerprint, TOY_FINGERPRINT);
+        assert.ok(client.log.of("info").includes("Received server public key: 10"));
+        assert.ok(client.log.of("info").includes("Shared key calculated: 19"));
+      }
+    },
+  });
+
+  Deno.test({
+    name: `interop (${mode}): peer client → our server`,
+    ignore,
+    async fn() {
+      await withServer(
+        { tcp: true, ...(toy ? TOY_SERVER : {}) },
+        async ({ server, serverLog, sink }) => {
+          const words = ["hello", "Grüße, 世界 🙂", "", "//slash", "/who", "last"];
+          const { code, summary, stderr } = await peerClient(server.addr!.port, [
+            ...(toy ? ["--toy"] : []),
+            "--",
+            ...words,
+          ]);
+          assert.equal(code, 0, `${JSON.stringify(summary)}\n${stderr}`);
+          assert.equal(summary.error, undefined);
+          assert.deepEqual(summary.acked, [0, 1, 2, 3, 4, 5]);
+          assert.deepEqual(sink.texts(), words);
+          assert.deepEqual(summary.notices, ["present: server, guest1"]);
+          assert.deepEqual(summary.chats, []);
+          assert.equal(summary.serverBye, false);
+          assert.deepEqual(serverFingerprints(serverLog), [summary.fingerprint]);
+          await serverLog.waitFor(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): \/slash$/);
+          await serverLog.waitFor(/^\[\*\] guest1 \(127\.0\.0\.1:\d+\) disconnected$/);
+          assert.deepEqual(serverLog.of("error"), [], serverLog.dump());
+          if (toy) {
+            assert.notEqual(summary.fingerprint, TOY_FINGERPRINT); // the peer's key line differs
+            assert.ok(serverLog.of("info").includes("Received client public key: 20"));
+            assert.ok(serverLog.of("info").includes("Shared key calculated: 19"));
+          }
+        },
+      );
+    },
+  });
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// --say, --ping, --name
+// ───────────────────────────────────────────────────────────────────────────
+
+Deno.test({
+  name: "interop: peer server --say --ping --name: our client shows, acks and answers",
+  ignore,
+  async fn() {
+    await using peer = new PeerServer([
+      "--name",
+      "op",
+      "--say",
+      "hello from node",
+      "--say",
+      "\u001b[31mred\u0007",
+      "--ping",
+    ]);
+    const port = await peer.port();
+    const client = ourClient(port, { name: "alice" });
+    try {
+      await client.log.waitFor(/^\[\+\] op: hello from node$/);
+      await client.log.waitFor(/^\[\*\] you are now alice$/);
+      client.input.type("/name OP");
+      await client.log.waitFor(/^\[\*\] name refused: OP is already taken$/);
+      client.input.type("/name Bob");
+      await client.log.waitFor(/^\[\*\] you are now Bob$/);
+      client.input.type("bye now");
+      client.input.end();
+      assert.equal(await within(client.run, 10_000, "our client"), 0, client.log.dump());
+    } finally {
+      client.input.end();
+    }
+    // Chats shown as written (CapturingLogger records before escaping).
+    assert.ok(client.log.of("success").includes("op: \u001b[31mred\u0007"), client.log.dump());
+    const [session, ...others] = await peer.finish();
+    assert.deepEqual(others, []);
+    // The peer checks at our bye that both chats were acked and its ping answered.
+    assert.equal(session.error, undefined, JSON.stringify(session));
+    assert.equal(session.ackedChats, 2);
+    assert.equal(session.pongs, 1);
+    assert.equal(session.name, "Bob");
+    assert.deepEqual(session.messages, ["/name alice", "/name OP", "/name Bob", "bye now"]);
+    assert.equal(session.fingerprint, client.log.fingerprint());
+    assert.match(peer.stderr, /^<Bob> bye now\r?$/m);
+  },
+});
+
+Deno.test({
+  name: "interop: peer client --name --ping: our server renames, pongs and acks",
+  ignore,
+  async fn() {
+    await withServer({ tcp: true }, async ({ server, serverLog, sink }) => {
+      const { code, summary, stderr } = await peerClient(server.addr!.port, [
+        "--name",
+        "node",
+        "--ping",
+        "--",
+        "hi",
+        "/name server",
+      ]);
+      assert.equal(code, 0, `${JSON.stringify(summary)}\n${stderr}`);
+      assert.equal(summary.pongs, 1);
+      assert.deepEqual(summary.acked, [0, 1, 2]);
+      assert.deepEqual(summary.notices, [
+        "you are now node",
+        `name not changed: "server" is already taken`,
+      ]);
+      assert.deepEqual(sink.texts(), ["/name node", "hi", "/name server"]);
+      await serverLog.waitFor(/^\[\+\] node \(127\.0\.0\.1:\d+\): hi$/);
+      await serverLog.waitFor(/^\[\*\] node \(127\.0\.0\.1:\d+\) disconnected$/);
+      assert.deepEqual(serverFingerprints(serverLog), [summary.fingerprint]);
+    });
+  },
+});
+
+// ───────────────────────────────────────────────────────────────────────────
+// Room mode
+// ───────────────────────────────────────────────────────────────────────────
+
+Deno.test({
+  name: "interop: peer server --room with two of our clients and a peer client",
+  ignore,
+  async fn() {
+    await using peer = new PeerServer(["--room"]);
+    const port = await peer.port();
+    const a = ourClient(port, { name: "deno_a" });
+    const b = ourClient(port, { name: "deno_b" });
+    try {
+      await a.log.waitFor(/^\[\*\] you are now deno_a$/);
+      await b.log.waitFor(/^\[\*\] you are now deno_b$/);
+      await a.log.waitFor(/^\[\*\] guest2 is now deno_b$/);
+      // The peer client says its line at once, then waits for two chats.
+      const node = peerClient(port, ["--name", "node", "--expect-chats", "2", "--", "from node"]);
+      await a.log.waitFor(/^\[\+\] node: from node$/);
+      await b.log.waitFor(/^\[\+\] node: from node$/);
+      a.input.type("from deno_a");
+      await b.log.waitFor(/^\[\+\] deno_a: from deno_a$/);
+      b.input.type("from deno_b");
+      await a.log.waitFor(/^\[\+\] deno_b: from deno_b$/);
+      const { code, summary, stderr } = await node;
+      assert.equal(code, 0, `${JSON.stringify(summary)}\n${stderr}`);
+      assert.deepEqual(summary.chats, [
+        { from: "deno_a", text: "from deno_a" },
+        { from: "deno_b", text: "from deno_b" },
+      ]);
+      assert.deepEqual(summary.notices, ["you are now node"]);
+      await a.log.waitFor(/^\[\*\] node left$/);
+      for (const client of [a, b]) {
+        assert.ok(client.log.of("info").includes("guest3 joined"), client.log.dump());
+        assert.ok(client.log.of("info").includes("guest3 is now node"), client.log.dump());
+      }
+      a.input.end();
+      b.input.end();
+      assert.equal(await within(a.run, 10_000, "client a"), 0, a.log.dump());
+      assert.equal(await within(b.run, 10_000, "client b"), 0, b.log.dump());
+      // Nobody saw their own line.
+      assert.ok(!a.log.lines.some((l) => /deno_a: from deno_a/.test(l)), a.log.dump());
+      assert.ok(!b.log.lines.some((l) => /deno_b: from deno_b/.test(l)), b.log.dump());
+      const sessions = await peer.finish();
+      assert.deepEqual(sessions.map((s) => s.name), ["deno_a", "deno_b", "node"]);
+      for (const session of sessions) assert.equal(session.error, undefined);
+      assert.deepEqual(sessions.map((s) => s.fingerprint), [
+        a.log.fingerprint(),
+        b.log.fingerprint(),
+        summary.fingerprint,
+      ]);
+    } finally {
+      a.input.end();
+      b.input.end();
+      await Promise.allSettled([a.run, b.run]);
+    }
+  },
+});
+
+Deno.test({
+  name: "interop: our server --room with two peer clients and one of ours",
+  ignore,
+  async fn() {
+    await withServer({ tcp: true, room: true }, async ({ server, serverLog, client }) => {
+      const port = server.addr!.port;
+      const deno = client({ name: "deno" });
+      await deno.log.waitFor(/^\[\*\] you are now deno$/);
+      // p2 only listens: it waits for two chats, then leaves.
+      const p2 = peerClient(port, ["--name", "p2", "--expect-chats", "2"]);
+      await deno.log.waitFor(/^\[\*\] guest2 is now p2$/);
+      // p1 says its line at once, then waits for one chat.
+      const p1 = peerClient(port, ["--name", "p1", "--expect-chats", "1", "--", "hello from p1"]);
+      await deno.log.waitFor(/^\[\+\] p1: hello from p1$/);
+      deno.type("hello from deno");
+      const [one, two] = await Promise.all([p1, p2]);
+      assert.equal(one.code, 0, `${JSON.stringify(one.summary)}\n${one.stderr}`);
+      assert.equal(two.code, 0, `${JSON.stringify(two.summary)}\n${two.stderr}`);
+      assert.deepEqual(one.summary.chats, [{ from: "deno", text: "hello from deno" }]);
+      assert.deepEqual(two.summary.chats, [
+        { from: "p1", text: "hello from p1" },
+        { from: "deno", text: "hello from deno" },
+      ]);
+      assert.deepEqual(one.summary.acked, [0, 1]);
+      assert.deepEqual(two.summary.acked, [0]);
+      assert.equal(one.summary.notices[0], "you are now p1");
+      assert.deepEqual(two.summary.notices.slice(0, 3), [
+        "you are now p2",
+        "guest3 joined",
+        "guest3 is now p1",
+      ]);
+      assert.ok(deno.log.of("info").includes("guest3 is now p1"), deno.log.dump());
+      await serverLog.waitFor(/^\[\*\] p1 \(127\.0\.0\.1:\d+\) disconnected$/);
+      await serverLog.waitFor(/^\[\*\] p2 \(127\.0\.0\.1:\d+\) disconnected$/);
+      assert.deepEqual(serverLog.of("error"), [], serverLog.dump());
+      const fingerprints = serverFingerprints(serverLog);
+      assert.equal(fingerprints.length, 3, serverLog.dump());
+      assert.deepEqual(
+        fingerprints.toSorted(),
+        [deno.log.fingerprint(), one.summary.fingerprint, two.summary.fingerprint].toSorted(),
+      );
+      deno.end();
+      assert.equal(await within(deno.run, 10_000, "our client"), 0, deno.log.dump());
+    });
+  },
+});
+
+// ───────────────────────────────────────────────────────────────────────────
+// The scripts as processes, and the vectors
+// ───────────────────────────────────────────────────────────────────────────
+
+Deno.test({
+  name:
+    "interop: client.ts --toy process → peer server --toy; peer clients → server.ts --room process",
+  ignore,
+  async fn() {
+    {
+      await using peer = new PeerServer(["--toy", "--say", "hi from node"]);
+      const port = await peer.port();
+      const result = await pipedClient(port, ["--toy", "--name", "script"], "from the script\n");
+      assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
+      assert.match(result.stdout, /^\[\+\] server: hi from node$/m);
+      assert.match(result.stdout, /^\[\*\] you are now script$/m);
+      assert.match(result.stdout, /^\[\*\] Shared key calculated: 19$/m);
+      const [session] = await peer.finish();
+      assert.equal(session.error, undefined, JSON.stringify(session));
+      assert.deepEqual(session.messages, ["/name script", "from the script"]);
+      assert.equal(session.ackedChats, 1);
+      assert.equal(FINGERPRINT.exec(result.stdout)?.[1], session.fingerprint);
+    }
+    {
+      const { proc: server, port } = await spawnServer(["--room"]);
+      await using _server = server;
+      const listener = peerClient(port, ["--name", "listener", "--expect-chats", "1"]);
+      await server.waitFor(/^\[\*\] 127\.0\.0\.1:\d+: guest1 is now listener$/m);
+      const { code, summary } = await peerClient(port, ["--name", "talker", "--", "relayed"]);
+      assert.equal(code, 0, JSON.stringify(summary));
+      const heard = await listener;
+      assert.equal(heard.code, 0, `${JSON.stringify(heard.summary)}\n${heard.stderr}`);
+      assert.deepEqual(heard.summary.chats, [{ from: "talker", text: "relayed" }]);
+      await server.waitFor(/^\[\+\] talker \(127\.0\.0\.1:\d+\): relayed$/m);
+      const printed = [...server.stdout.matchAll(new RegExp(FINGERPRINT, "g"))].map((m) => m[1]);
+      assert.deepEqual(
+        printed.toSorted(),
+        [heard.summary.fingerprint, summary.fingerprint].toSorted(),
+      );
+      server.child.kill("SIGINT");
+      assert.equal((await server.finish()).code, 0, server.stderr);
+    }
+  },
+});
+
+Deno.test({
+  name: "interop: the peer's own check of tests/dhx1-vectors.json passes",
+  ignore: lacks("run", "read"),
+  async fn() {
+    const vectors = JSON.parse(await Deno.readTextFile(`${ROOT}tests/dhx1-vectors.json`));
+    assert.ok(Array.isArray(vectors) && vectors.length >= 4, "vectors");
+    const out = await new Deno.Command("node", {
+      args: [PEER, "vectors", "tests/dhx1-vectors.json"],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, `${stdout}\n${new TextDecoder().decode(out.stderr)}`);
+    const lines = linesOf(stdout);
+    assert.equal(lines.length, vectors.length + 1, stdout);
+    for (const line of lines.slice(0, -1)) assert.match(line, /: \d+ records, ok$/);
+    const summary = /^(\d+) vectors, (\d+) checks, (\d+) failed$/.exec(lines.at(-1)!);
+    assert.ok(summary, stdout);
+    assert.equal(Number(summary[1]), vectors.length);
+    assert.ok(Number(summary[2]) >= 20 * vectors.length, stdout);
+    assert.equal(summary[3], "0");
+    // The toy vector's fingerprint is the one both scripts print in --toy mode.
+    assert.match(lines[0], new RegExp(`^#0 toy/xor8 ${TOY_FINGERPRINT}: `));
+  },
+});

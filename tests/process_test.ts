@@ -1,0 +1,565 @@
+/**
+ * The two scripts as real processes: `deno run --allow-net server.ts` and
+ * `client.ts`, talking over loopback TCP (every server on 127.0.0.1, port 0),
+ * driven through their stdin, signals and flags.
+ *
+ * Needs running `deno` and the network: `deno test -P tests/process_test.ts`.
+ * Plain `deno test` reports these tests as ignored.
+ */
+
+import assert from "node:assert/strict";
+import { describeBigint } from "../console.ts";
+import { GROUPS, SECURE_GROUP_NAMES } from "../dh.ts";
+import { longestHello } from "../transport.ts";
+import {
+  DenoProcess,
+  FINGERPRINT,
+  HOST,
+  lacks,
+  linesOf,
+  pipedClient,
+  spawnServer,
+  within,
+} from "./support.ts";
+
+const ignore = lacks("net", "run");
+
+/** The toy session's fingerprint (tests/dhx1-vectors.json, group toy). */
+const TOY_FINGERPRINT = "90B9-A4D2-25F0-BE47";
+
+/** A decimal number long enough to be a secret of a real group. */
+const LONG_NUMBER = /\d{30,}/;
+
+/** A stack trace line. */
+const STACK = /^\s+at /m;
+
+type Result = { code: number; stdout: string; stderr: string };
+
+/** A result for assertion messages. */
+function show(what: string, result: Result | DenoProcess): string {
+  return `${what}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
+}
+
+/** Sends `signal` to a process and waits for its end. */
+async function stop(proc: DenoProcess, signal: Deno.Signal = "SIGINT"): Promise<Result> {
+  proc.child.kill(signal);
+  return await proc.finish();
+}
+
+/** A client process on `port` whose stdin stays open until closed. */
+function openClient(port: number, args: string[] = []): DenoProcess {
+  return new DenoProcess("client.ts", ["--port", String(port), ...args], "piped");
+}
+
+/** The first value captured by `pattern` in `text`; fails if absent. */
+function captured(text: string, pattern: RegExp, what: string): string {
+  const match = pattern.exec(text);
+  assert.ok(match, `${what}: no ${pattern} in:\n${text}`);
+  return match[1];
+}
+
+/** A port nothing listens on: bound, then released. */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** x^e mod m, square and multiply: an independent check of the printed math. */
+function powMod(x: bigint, e: bigint, m: bigint): bigint {
+  let result = 1n;
+  for (x %= m; e > 0n; e >>= 1n, x = (x * x) % m) if (e & 1n) result = (result * x) % m;
+  return result;
+}
+
+/** Runs processes at most `width` at a time (2 cores); results in order. */
+async function inBatches<T>(jobs: (() => Promise<T>)[], width = 4): Promise<T[]> {
+  const results: T[] = [];
+  for (let i = 0; i < jobs.length; i += width) {
+    results.push(...await Promise.all(jobs.slice(i, i + width).map((job) => job())));
+  }
+  return results;
+}
+
+/** Runs a script to its end with stdin from /dev/null. */
+async function runScript(script: string, args: string[]): Promise<Result> {
+  await using proc = new DenoProcess(script, args);
+  return await proc.finish();
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// Sessions
+// ───────────────────────────────────────────────────────────────────────────
+
+Deno.test({
+  name:
+    "processes: secure server (stdin /dev/null) and piped clients exchange lines; no secret shown",
+  ignore,
+  async fn() {
+    const { proc: server, port } = await spawnServer([]);
+    await using _server = server;
+    const first = await pipedClient(port, [], "a\nGrüße 🙂\n");
+    assert.equal(first.code, 0, show("client", first));
+    assert.equal(first.stderr, "", show("client", first));
+    assert.match(first.stdout, /^\[\+\] Line 1 acknowledged \(seq 0\)$/m);
+    assert.match(first.stdout, /^\[\+\] Line 2 acknowledged \(seq 1\)$/m);
+    assert.match(first.stdout, /^\[\*\] Session closed$/m);
+    await server.waitFor(/^\[\*\] guest1 \(127\.0\.0\.1:\d+\) disconnected$/m);
+    const a = server.stdout.search(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): a$/m);
+    const b = server.stdout.search(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): Grüße 🙂$/m);
+    assert.ok(a >= 0 && b > a, show("server", server));
+    const fingerprint = FINGERPRINT.exec(first.stdout)?.[1];
+    assert.ok(fingerprint, first.stdout);
+    assert.equal(FINGERPRINT.exec(server.stdout)?.[1], fingerprint, server.stdout);
+    assert.match(server.stdout, /^\[\*\] Group ffdhe2048 \(RFC 7919, 2048-bit p, g = 2\)$/m);
+
+    // Its stdin ended at once (/dev/null): the server still serves.
+    assert.equal(server.exited, false);
+    const second = await pipedClient(port, [], "again\n");
+    assert.equal(second.code, 0, show("second client", second));
+    await server.waitFor(/^\[\+\] guest2 \(127\.0\.0\.1:\d+\): again$/m);
+
+    const stopped = await stop(server);
+    assert.equal(stopped.code, 0, show("server", stopped));
+    assert.match(stopped.stdout, /^\[\*\] Server stopped$/m);
+    assert.equal(stopped.stderr, "", show("server", stopped));
+    // Secrets stay hidden: sizes and digests only, never a long number.
+    for (const [who, result] of [["client", first], ["client 2", second], ["server", stopped]]) {
+      const out = result as Result;
+      assert.match(out.stdout, /Shared key calculated: \d+-bit number, sha256 [0-9a-f]{8}…$/m);
+      assert.doesNotMatch(out.stdout + out.stderr, LONG_NUMBER, show(who as string, out));
+    }
+  },
+});
+
+Deno.test({
+  name: "processes: --toy server and --toy client print the original's numbers",
+  ignore,
+  async fn() {
+    const { proc: server, port } = await spawnServer(["--toy"]);
+    await using _server = server;
+    await server.waitFor(
+      /^\[\*\] Shared parameters: p = 23 \(a safe prime\), g = 5 \(insecure toy mode\)$/m,
+    );
+    const client = await pipedClient(port, ["--toy"], "hello\nexit?\n");
+    assert.equal(client.code, 0, show("client", client));
+    for (
+      const line of [
+        "[*] Server shares p = 23, g = 5 (toy, cipher xor8)",
+        "[*] Received server public key: 10",
+        "[*] Sending public key: 20",
+        "[*] Shared key calculated: 19",
+        "[+] Line 1 acknowledged (seq 0)",
+        "[+] Line 2 acknowledged (seq 1)",
+      ]
+    ) assert.ok(linesOf(client.stdout).includes(line), `${line}\n${show("client", client)}`);
+    assert.equal(FINGERPRINT.exec(client.stdout)?.[1], TOY_FINGERPRINT);
+    assert.match(client.stderr, /^\[!\] Toy mode: these numbers can be broken by hand/m);
+    await server.waitFor(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): exit\?$/m);
+    for (
+      const line of ["[*] Received client public key: 20", "[*] Shared key calculated: 19"]
+    ) assert.ok(linesOf(server.stdout).includes(line), `${line}\n${show("server", server)}`);
+    assert.equal(FINGERPRINT.exec(server.stdout)?.[1], TOY_FINGERPRINT);
+    const stopped = await stop(server);
+    assert.equal(stopped.code, 0, show("server", stopped));
+  },
+});
+
+Deno.test({
+  name: "processes: --verbose shows the math on both sides, and the values agree",
+  ignore,
+  async fn() {
+    const { proc: server, port } = await spawnServer(["--verbose"]);
+    await using _server = server;
+    const client = await pipedClient(port, ["--verbose"], "math\n");
+    assert.equal(client.code, 0, show("client", client));
+    await server.waitFor(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): math$/m);
+    const c = client.stdout;
+    const s = server.stdout;
+    const n = "(\\d+)";
+    const S = String.raw`^\[\*\] 127\.0\.0\.1:\d+: `;
+    const p = BigInt(captured(c, /^\[\*\] p = (\d+)$/m, "client p"));
+    assert.equal(p, GROUPS.ffdhe2048.p);
+    assert.equal(BigInt(captured(s, new RegExp(`${S}p = ${n}$`, "m"), "server p")), p);
+    const a = BigInt(captured(c, /^\[\*\] private key a = (\d+)$/m, "client a"));
+    const A = BigInt(captured(c, /^\[\*\] public key A = g\^a mod p = (\d+)$/m, "client A"));
+    const clientB = BigInt(captured(c, /^\[\*\] peer public key B = (\d+)$/m, "client's B"));
+    const clientZ = BigInt(captured(c, /^\[\*\] shared secret Z = B\^a mod p = (\d+)$/m, "Z"));
+    const b = BigInt(captured(s, new RegExp(`${S}private key b = ${n}$`, "m"), "server b"));
+    const B = BigInt(captured(s, new RegExp(`${S}public key B = g\\^b mod p = ${n}$`, "m"), "B"));
+    const serverA = BigInt(captured(s, new RegExp(`${S}peer public key A = ${n}$`, "m"), "A"));
+    const serverZ = BigInt(
+      captured(s, new RegExp(`${S}shared secret Z = A\\^b mod p = ${n}$`, "m"), "server Z"),
+    );
+    // The two sides agree, and the numbers are what the math says.
+    assert.equal(serverA, A);
+    assert.equal(clientB, B);
+    assert.equal(clientZ, serverZ);
+    assert.equal(powMod(2n, a, p), A);
+    assert.equal(powMod(2n, b, p), B);
+    assert.equal(powMod(B, a, p), clientZ);
+    assert.equal(powMod(A, b, p), serverZ);
+    assert.ok(clientZ > 1n && clientZ < p - 1n);
+    // Both sides print the full numbers in their key lines too.
+    assert.equal(captured(c, /^\[\*\] Received server public key: (\d+)$/m, "c"), String(B));
+    assert.equal(captured(c, /^\[\*\] Sending public key: (\d+)$/m, "c"), String(A));
+    assert.equal(captured(c, /^\[\*\] Shared key calculated: (\d+)$/m, "c"), String(clientZ));
+    assert.equal(captured(s, /^\[\*\] Received client public key: (\d+)$/m, "s"), String(A));
+    assert.equal(captured(s, /^\[\*\] Shared key calculated: (\d+)$/m, "s"), String(serverZ));
+    // The key schedule and fingerprint lines match line for line.
+    for (const part of ["client→server encryption key", "server→client MAC key"]) {
+      const hex = `(${part}\\s+[0-9a-f]{64})`;
+      assert.equal(
+        captured(c, new RegExp(`^\\[\\*\\]\\s+${hex}$`, "m"), `client ${part}`),
+        captured(s, new RegExp(`${S}\\s+${hex}$`, "m"), `server ${part}`),
+      );
+    }
+    const fingerprint = captured(c, /^\[\*\]\s+fingerprint = ([0-9A-F-]{19})$/m, "fingerprint");
+    assert.equal(
+      captured(s, new RegExp(`${S}\\s+fingerprint = ([0-9A-F-]{19})$`, "m"), "s"),
+      fingerprint,
+    );
+    assert.equal(FINGERPRINT.exec(c)?.[1], fingerprint);
+    assert.equal(FINGERPRINT.exec(s)?.[1], fingerprint);
+    const stopped = await stop(server);
+    assert.equal(stopped.code, 0, show("server", stopped));
+  },
+});
+
+// ───────────────────────────────────────────────────────────────────────────
+// Signals, stdin and exits
+// ───────────────────────────────────────────────────────────────────────────
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.test({
+    name:
+      `processes: ${signal} stops the server (exit 0, "Server stopped"); an idle client gets bye`,
+    ignore,
+    async fn() {
+      const { proc: server, port } = await spawnServer([]);
+      await using _server = server;
+      // stdin stays open: the idle client can only end because of the server.
+      await using client = openClient(port, ["--timeout", "1"]);
+      await client.waitFor(/Session established/);
+      await server.waitFor(/Session with 127\.0\.0\.1:\d+ \(guest1\)/);
+      const stopped = await stop(server, signal);
+      assert.equal(stopped.code, 0, show("server", stopped));
+      assert.match(stopped.stdout, /^\[\*\] Server stopped$/m);
+      assert.equal(stopped.stderr, "", show("server", stopped));
+      // (Its exit code is the next test's business.)
+      const result = await client.finish();
+      assert.match(result.stdout, /^\[\*\] Server ended the session$/m, show("client", result));
+      assert.doesNotMatch(result.stderr, /without bye|not acknowledged/, show("client", result));
+    },
+  });
+}
+
+Deno.test({
+  name: "processes: an idle client whose stdin stays open exits 0 after the server's bye",
+  ignore,
+  async fn() {
+    const { proc: server, port } = await spawnServer([]);
+    await using _server = server;
+    await using client = openClient(port, ["--timeout", "2"]);
+    await client.write("one line\n");
+    await client.waitFor(/^\[\+\] Line 1 acknowledged \(seq 0\)$/m);
+    const stopped = await stop(server);
+    assert.equal(stopped.code, 0, show("server", stopped));
+    const result = await client.finish();
+    assert.match(result.stdout, /^\[\*\] Server ended the session$/m, show("client", result));
+    assert.equal(result.stderr, "", show("client", result));
+    assert.equal(result.code, 0, show("client", result));
+  },
+});
+
+Deno.test({
+  name: "processes: SIGINT to an idle client leaves with bye, exit 0",
+  ignore,
+  async fn() {
+    const { proc: server, port } = await spawnServer([]);
+    await using _server = server;
+    await using client = openClient(port);
+    await client.write("hi\n");
+    await client.waitFor(/^\[\+\] Line 1 acknowledged \(seq 0\)$/m);
+    client.child.kill("SIGINT");
+    const result = await client.finish();
+    assert.equal(result.code, 0, show("client", result));
+    assert.match(result.stdout, /^\[\*\] Session closed$/m);
+    assert.equal(result.stderr, "", show("client", result));
+    await server.waitFor(/^\[\*\] guest1 \(127\.0\.0\.1:\d+\) disconnected$/m);
+    assert.doesNotMatch(server.stdout, /without bye/);
+    assert.equal(server.stderr, "", show("server", server));
+  },
+});
+
+Deno.test({
+  name: "processes: `exit` on stdin ends the client; nothing after it is sent",
+  ignore,
+  async fn() {
+    const { proc: server, port } = await spawnServer([]);
+    await using _server = server;
+    await using client = openClient(port);
+    await client.write("one\nexit\ntwo\n"); // stdin stays open
+    const result = await client.finish();
+    assert.equal(result.code, 0, show("client", result));
+    await server.waitFor(/^\[\*\] guest1 \(127\.0\.0\.1:\d+\) disconnected$/m);
+    assert.match(server.stdout, /^\[\+\] guest1 \(127\.0\.0\.1:\d+\): one$/m);
+    assert.doesNotMatch(server.stdout, /: (two|exit)$/m);
+  },
+});
+
+Deno.test({
+  name: "processes: connection refused → exit 1 and exactly one [!] line, no stack trace",
+  ignore,
+  async fn() {
+    const port = closedPort();
+    const result = await runScript("client.ts", ["--port", String(port)]);
+    assert.equal(result.code, 1, show("client", result));
+    const lines = linesOf(result.stderr);
+    assert.equal(lines.length, 1, show("client", result));
+    assert.equal(
+      lines[0],
+      `[!] Cannot connect to 127.0.0.1:${port}: connection refused; is the server running?`,
+    );
+    assert.doesNotMatch(result.stdout + result.stderr, STACK);
+  },
+});
+
+Deno.test({
+  name: "processes: --help, unknown flags and bad values: exit 2 and one [!] line",
+  ignore,
+  async fn() {
+    const serverLeast = longestHello(GROUPS.ffdhe2048);
+    const clientLeast = Math.max(...SECURE_GROUP_NAMES.map((g) => longestHello(GROUPS[g])));
+    const nameRule = "1 to 24 characters from A-Z a-z 0-9 _ - .";
+    const cases: { script: string; args: string[]; error: string }[] = [
+      { script: "server.ts", args: ["--bogus"], error: "Unknown option '--bogus'" },
+      { script: "client.ts", args: ["--bogus"], error: "Unknown option '--bogus'" },
+      {
+        script: "server.ts",
+        args: ["--port", "-1"],
+        error: '--port must be a whole number from 0 to 65535, got "-1"',
+      },
+      {
+        script: "server.ts",
+        args: ["--port", "abc"],
+        error: '--port must be a whole number from 0 to 65535, got "abc"',
+      },
+      {
+        script: "client.ts",
+        args: ["--port", "-1"],
+        error: '--port must be a whole number from 1 to 65535, got "-1"',
+      },
+      {
+        script: "client.ts",
+        args: ["--port", "abc"],
+        error: '--port must be a whole number from 1 to 65535, got "abc"',
+      },
+      {
+        script: "client.ts",
+        args: ["--timeout", "0.0001"],
+        error: '--timeout must be a number of seconds from 0.001 to 86400, got "0.0001"',
+      },
+      {
+        script: "server.ts",
+        args: ["--max-line", "1024"],
+        error: `--max-line 1024 cannot carry a ffdhe2048 hello: use at least ${serverLeast}`,
+      },
+      {
+        script: "client.ts",
+        args: ["--max-line", "1024"],
+        error:
+          `--max-line 1024 cannot carry every hello this client accepts: use at least ${clientLeast}`,
+      },
+      {
+        script: "server.ts",
+        args: ["--prime", "1000000", "--toy"],
+        error: "Bad --prime/--generator: 1000000 is not a prime, so it does not make a DH group",
+      },
+      {
+        script: "server.ts",
+        args: ["--generator", "1", "--toy"],
+        error: "Bad --prime/--generator: the generator must lie in 2 … p − 2 = 21",
+      },
+      {
+        script: "server.ts",
+        args: ["--name", "bad name"],
+        error: `--name must be ${nameRule}, got "bad name"`,
+      },
+      {
+        script: "client.ts",
+        args: ["--name", "bad name"],
+        error: `--name: a name is ${nameRule}`,
+      },
+      {
+        script: "server.ts",
+        args: ["--prime", "23"],
+        error: "--prime is a teaching flag and needs --toy",
+      },
+    ];
+    const helps = [["server.ts", "--help"], ["client.ts", "--help"], ["server.ts", "-h"]];
+    const results = await inBatches([
+      ...cases.map((c) => () => runScript(c.script, c.args)),
+      ...helps.map(([script, flag]) => () => runScript(script, [flag])),
+    ]);
+    assert.equal(results.length, cases.length + helps.length);
+    cases.forEach(({ script, args, error }, i) => {
+      const result = results[i];
+      const what = show(`${script} ${args.join(" ")}`, result);
+      assert.equal(result.code, 2, what);
+      assert.equal(result.stdout, "", what);
+      assert.deepEqual(linesOf(result.stderr), [`[!] ${error} (see --help)`], what);
+    });
+    helps.forEach(([script, flag], i) => {
+      const result = results[cases.length + i];
+      const what = show(`${script} ${flag}`, result);
+      assert.equal(result.code, 0, what);
+      assert.equal(result.stderr, "", what);
+      assert.ok(result.stdout.startsWith(`Usage: deno run --allow-net ${script} [options]`), what);
+      assert.match(result.stdout, /--port PORT/, what);
+      assert.match(result.stdout, /--toy/, what);
+      assert.match(result.stdout, /Exit codes: 0 ok, 1 failure/, what);
+    });
+  },
+});
+
+Deno.test({
+  name: "processes: a secure client refuses a --toy server before sending its key",
+  ignore,
+  async fn() {
+    const { proc: server, port } = await spawnServer(["--toy"]);
+    await using _server = server;
+    const result = await pipedClient(port, [], "secret\n");
+    assert.equal(result.code, 1, show("client", result));
+    assert.deepEqual(linesOf(result.stderr), [
+      "[!] Server offered the toy group (a 5-bit prime); rerun with --toy to accept insecure parameters",
+    ]);
+    assert.doesNotMatch(result.stdout, /Sending public key|Session established/);
+    // The server hears the client's error frame, never a key or a message.
+    await server.waitFor(/^\[!\] 127\.0\.0\.1:\d+: /m, 10_000, "stderr");
+    const stopped = await stop(server);
+    assert.equal(stopped.code, 0, show("server", stopped));
+    assert.doesNotMatch(stopped.stdout, /Received client public key|secret/);
+  },
+});
+
+Deno.test({
+  name: "processes: a --toy client facing a secure server draws a random key and hides the secret",
+  ignore,
+  async fn() {
+    const { proc: server, port } = await spawnServer([]);
+    await using _server = server;
+    const result = await pipedClient(port, ["--toy"], "hi\n");
+    assert.equal(result.code, 0, show("client", result));
+    const sent = captured(result.stdout, /^\[\*\] Sending public key: (.+)$/m, "client key");
+    assert.notEqual(sent, "32"); // 2^5: the teaching key a = 5 with g = 2
+    assert.notEqual(sent, describeBigint(32n, false));
+    assert.match(sent, /^\d+-bit number, sha256 [0-9a-f]{8}…$/);
+    assert.match(result.stdout, /^\[\*\] Shared key calculated: \d+-bit number, sha256 /m);
+    assert.doesNotMatch(result.stdout + result.stderr, LONG_NUMBER);
+    // The server received exactly that key.
+    await server.waitFor(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): hi$/m);
+    assert.equal(captured(server.stdout, /^\[\*\] Received client public key: (.+)$/m, "s"), sent);
+    assert.equal(FINGERPRINT.exec(server.stdout)?.[1], FINGERPRINT.exec(result.stdout)?.[1]);
+  },
+});
+
+Deno.test({
+  name: "processes: the server's stdin: lines go to clients, /who lists them, EOF does not stop it",
+  ignore,
+  async fn() {
+    const { proc: server, port } = await spawnServer([], "piped");
+    await using _server = server;
+    await using client = openClient(port);
+    await client.waitFor(/Session established/);
+    await server.waitFor(/Session with 127\.0\.0\.1:\d+ \(guest1\)/);
+    await server.write("hi\n");
+    await client.waitFor(/^\[\+\] server: hi$/m);
+    await server.waitFor(/^\[\*\] Sent to 1 client$/m);
+    await server.write("/who\n");
+    await server.waitFor(/^\[\*\] 1 client in session: guest1 \(127\.0\.0\.1:\d+\)$/m);
+    await server.closeStdin();
+    await client.write("after the operator left\n");
+    await server.waitFor(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): after the operator left$/m);
+    await client.closeStdin();
+    const result = await client.finish();
+    assert.equal(result.code, 0, show("client", result));
+    // The client acked the operator's chat: the server reported nothing overdue.
+    await server.waitFor(/^\[\*\] guest1 \(127\.0\.0\.1:\d+\) disconnected$/m);
+    assert.equal(server.exited, false);
+    const stopped = await stop(server);
+    assert.equal(stopped.code, 0, show("server", stopped));
+    assert.equal(stopped.stderr, "", show("server", stopped));
+  },
+});
+
+Deno.test({
+  name: "processes: --room with three piped clients: names, relays and notices",
+  ignore,
+  async fn() {
+    const { proc: server, port } = await spawnServer(["--room"]);
+    await using _server = server;
+    await server.waitFor(/^\[\*\] Room mode/m);
+    await using alice = openClient(port, ["--name", "alice"]);
+    await alice.waitFor(/^\[\*\] you are now alice$/m);
+    await using bob = openClient(port, ["--name", "bob"]);
+    await bob.waitFor(/^\[\*\] you are now bob$/m);
+    await alice.waitFor(/^\[\*\] guest2 is now bob$/m);
+    await using carol = openClient(port, ["--name", "carol"]);
+    await carol.waitFor(/^\[\*\] you are now carol$/m);
+    await alice.waitFor(/^\[\*\] guest3 is now carol$/m);
+    await bob.waitFor(/^\[\*\] guest3 is now carol$/m);
+    await alice.write("hi from alice\n");
+    await bob.waitFor(/^\[\+\] alice: hi from alice$/m);
+    await carol.waitFor(/^\[\+\] alice: hi from alice$/m);
+    await carol.write("hi from carol\n");
+    await alice.waitFor(/^\[\+\] carol: hi from carol$/m);
+    await bob.waitFor(/^\[\+\] carol: hi from carol$/m);
+    await server.waitFor(/^\[\+\] alice \(127\.0\.0\.1:\d+\): hi from alice$/m);
+    await server.waitFor(/^\[\+\] carol \(127\.0\.0\.1:\d+\): hi from carol$/m);
+    await carol.closeStdin();
+    assert.equal((await carol.finish()).code, 0, show("carol", carol));
+    await alice.waitFor(/^\[\*\] carol left$/m);
+    await bob.waitFor(/^\[\*\] carol left$/m);
+    await alice.closeStdin();
+    await bob.closeStdin();
+    assert.equal((await alice.finish()).code, 0, show("alice", alice));
+    assert.equal((await bob.finish()).code, 0, show("bob", bob));
+    // Nobody saw their own line relayed.
+    assert.doesNotMatch(alice.stdout, /^\[\+\] alice: /m);
+    assert.doesNotMatch(carol.stdout, /^\[\+\] carol: /m);
+    assert.equal(bob.stdout.match(/^\[\+\] (alice|carol): hi from/gm)?.length, 2, bob.stdout);
+  },
+});
+
+Deno.test({
+  name: "processes: --max-clients 1: the next client is told 'server full (1 client)'",
+  ignore,
+  async fn() {
+    const { proc: server, port } = await spawnServer(["--max-clients", "1"]);
+    await using _server = server;
+    await using first = openClient(port);
+    await first.waitFor(/Session established/);
+    const second = await pipedClient(port, [], "no room\n");
+    assert.equal(second.code, 1, show("second client", second));
+    assert.match(second.stderr, /server full \(1 client\); try again later/);
+    assert.doesNotMatch(second.stderr, /1 clients/);
+    assert.doesNotMatch(second.stdout + second.stderr, STACK);
+    await server.waitFor(
+      /^\[!\] 127\.0\.0\.1:\d+ refused: server full \(1 client\); try again later$/m,
+      10_000,
+      "stderr",
+    );
+    // The first client is still served.
+    await first.write("still here\n");
+    await server.waitFor(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): still here$/m);
+    await first.closeStdin();
+    assert.equal(
+      (await within(first.finish(), 15_000, "first client")).code,
+      0,
+      show("first", first),
+    );
+    assert.doesNotMatch(server.stdout, /no room/);
+  },
+});
