@@ -1,843 +1,830 @@
 /**
- * Load benchmark of the dhx server: C concurrent clients each do the DHX/1
- * handshake and then send M messages, waiting for every ack. The same
- * workload runs, in the same process and the same run, against two baselines:
- * a plain JSON-lines echo server (the ceiling) and a TLS 1.3 echo server.
+ * Load benchmark of the dhx server against two baselines, each server in its own
+ * process and the load from separate Node processes (bench/loadgen.mjs):
+ *
+ * - `dhx`: `deno run --allow-net server.ts --port 0 --quiet …` (DHX/1, ffdhe2048
+ *   unless told otherwise);
+ * - `plain`: bench/plain_echo.ts, a JSON-lines echo in Deno: the no-crypto ceiling
+ *   in the dhx server's runtime;
+ * - `tls`: bench/tls_echo.mjs, the same echo inside TLS 1.3 in Node (OpenSSL).
+ *
+ * Cases (each on a freshly started server after a short warm-up, the three
+ * servers interleaved round by round; tables give the median and min–max):
+ *
+ * - a `handshakes`: C loops of connect → handshake → one msg/ack → bye;
+ * - b `pipeline`: one session, N messages of 64 bytes, 32 unacked at most;
+ * - c `many`: K sessions opened, then each sends M messages (window W);
+ * - d `idle`: the server's memory with K idle sessions open.
+ *
+ * Server CPU comes from /proc/PID/stat before and after each phase, memory from
+ * /proc/PID/status (read by bench/procfs.mjs: Deno wants --allow-all for /proc);
+ * the generators report their own CPU so a reader can tell a saturated
+ * generator from a saturated server.
+ *
+ * Permissions: `--allow-run=deno,node` and nothing else (the orchestrator opens
+ * no socket and reads no file itself; its children are unsandboxed processes,
+ * so this is a statement of intent rather than a sandbox).
  *
  * ```sh
- * deno task load                          # 200 clients × 100 messages, ffdhe2048
- * deno task load --clients 1000           # needs `ulimit -n` ≥ 2 × clients + 64
- * deno task load --host 127.0.0.1 --port 4444   # dhx row against an external server
+ * deno run --allow-run=deno,node bench/load.ts            # ~2.5 min
+ * deno run --allow-run=deno,node bench/load.ts --quick    # ~35 s
+ * deno run --allow-run=deno,node bench/load.ts --json > load.json
+ * deno run --allow-run=deno,node bench/load.ts -- --keepalive 5
  * ```
- *
- * The client driver is written here on dh.ts's primitives (LineConnection,
- * parseHello, respondToHello, sendRecord, Session.open), not runClient.
- * bench/cert.pem and bench/key.pem are a throwaway self-signed certificate for
- * the TLS baseline only.
  *
  * @module
  */
 
-import process from "node:process";
 import { parseArgs } from "node:util";
 import {
-  GROUPS,
-  isGroupName,
-  LineConnection,
-  type Logger,
-  parseHello,
-  respondToHello,
-  SECURE_GROUP_NAMES,
-  withTimeout,
-} from "../dh.ts";
-import { startServer } from "../server.ts";
+  BENCH_DIR,
+  commandLine,
+  cpuMs,
+  describeMachine,
+  fmt,
+  fmtSpread,
+  GeneratorPool,
+  type GenStats,
+  loadAverage,
+  machineBusyMs,
+  machineFacts,
+  markdownTable,
+  memory,
+  openFileLimit,
+  percentile,
+  serverFlags,
+  ServerProcess,
+  type ServerSpec,
+  ServerStartError,
+  settledCpuMs,
+  spread,
+  startProcReader,
+  stopProcReader,
+  type TrafficResult,
+} from "./harness.ts";
 
-const USAGE = `Usage: deno task load [options]
+const USAGE = `Usage: deno run --allow-run=deno,node bench/load.ts [options] [-- DHX_SERVER_FLAGS]
 
-Load benchmark: C concurrent clients each do the handshake, then send M
-messages and wait for each ack, against the dhx server and two baselines
-(plain JSON-lines echo, TLS 1.3 echo) in this same process.
+Benchmarks server.ts (dhx) against a plain JSON-lines echo (Deno) and a TLS 1.3
+echo (Node), each in its own process, driven by bench/loadgen.mjs (Node).
 
-Options:
-  --clients C      concurrent clients (default 200)
-  --messages M     messages per client (default 100)
-  --group NAME     DH group of the in-process dhx server (default ffdhe2048)
-  --window W       acks a client may wait for at once (default 10; 0 = send
-                   all M, then collect the acks)
-  --size BYTES     message size in bytes (default 64)
-  --host HOST      with --port: benchmark an external dhx server instead of
-                   the in-process one (baselines stay in-process; the task
-                   allows 127.0.0.1 only; start it with --max-clients ≥ C)
-  --port PORT      port of that external server
-  --timeout SECS   bound on each client's handshake and on its whole message
-                   phase (default 120)
-  -h, --help       show this help
+Options (defaults; --quick ones in brackets):
+  --quick                  a short run, ~35 s instead of ~2.5 min [see brackets]
+  --rounds N               rounds per case, servers interleaved (3) [2]
+  --cases LIST             any of handshakes,pipeline,many,idle (all); a,b,c,d also work
+  --servers LIST           any of dhx,plain,tls (all)
+  --hs-concurrency C       case a: concurrent handshake loops (16)
+  --hs-seconds S           case a: seconds per run (2) [1]
+  --pipeline N             case b: messages on one session (20000) [5000]
+  --pipeline-window W      case b: unacked messages at most (32)
+  --clients N              case c: sessions (1000) [200]
+  --messages N             case c: messages per session (50) [20]
+  --window W               case c: unacked messages per session (10)
+  --idle N                 case d: idle sessions held (1000) [200]
+  --size BYTES             message size (64)
+  --generators N           load generator processes (cores / 2, at least 1)
+  --server-dir DIR         where server.ts is (the repository root)
+  --json                   print one JSON document instead of tables
+  -h, --help               this help
 
-Each client opens one TCP connection; in-process that is two descriptors per
-client (client end + server end), so \`ulimit -n\` must be at least
-2 × C + 64 (1000 clients: 2064).`;
+Everything after -- goes to server.ts, e.g. -- --keepalive 5 --group ffdhe3072.
+--max-clients and --max-per-address are set high automatically when
+\`server.ts --help\` lists them (unless given after --).
+
+Cases c and d hold N connections in the server and in the generator: each
+process needs \`ulimit -n\` ≥ N + 256 (1000 sessions: run \`ulimit -n 4096\` first).`;
 
 // ───────────────────────────────────────────────────────────────────────────
 // Options
 // ───────────────────────────────────────────────────────────────────────────
 
+const SERVER_NAMES = ["dhx", "plain", "tls"] as const;
+type ServerName = typeof SERVER_NAMES[number];
+const CASE_NAMES = ["handshakes", "pipeline", "many", "idle"] as const;
+type CaseName = typeof CASE_NAMES[number];
+
+/** Descriptors a process needs beyond one per session (listeners, pipes, V8, slack). */
+const FD_SLACK = 256;
+
 interface Options {
+  quick: boolean;
+  rounds: number;
+  cases: CaseName[];
+  servers: ServerName[];
+  hsConcurrency: number;
+  hsSeconds: number;
+  pipeline: number;
+  pipelineWindow: number;
   clients: number;
   messages: number;
-  group: string;
   window: number;
+  idle: number;
   size: number;
-  host?: string;
-  port?: number;
-  timeoutMs: number;
+  generators: number;
+  serverDir: string;
+  json: boolean;
+  /** Flags for server.ts given after `--`. */
+  dhxFlags: string[];
+  /** Which of clients/idle the user set (a too-low fd limit is then an error, not a cut). */
+  explicit: Set<string>;
 }
 
 class UsageError extends Error {}
 
+function positiveInt(name: string, text: string | undefined, fallback: number, min = 1): number {
+  if (text === undefined) return fallback;
+  if (!/^\d+$/.test(text) || Number(text) < min) {
+    throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${JSON.stringify(text)}`);
+  }
+  return Number(text);
+}
+
+function positiveNumber(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new UsageError(`--${name} must be a positive number, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+function list<T extends string>(
+  name: string,
+  text: string | undefined,
+  all: readonly T[],
+  aliases: Record<string, T> = {},
+): T[] {
+  if (text === undefined) return [...all];
+  const chosen = text.split(",").map((word) => aliases[word.trim()] ?? word.trim());
+  for (const word of chosen) {
+    if (!all.includes(word as T)) {
+      throw new UsageError(
+        `--${name}: unknown ${JSON.stringify(word)}; choose from ${all.join(",")}`,
+      );
+    }
+  }
+  return all.filter((item) => chosen.includes(item));
+}
+
 function parseOptions(args: string[]): Options | "help" {
+  const dash = args.indexOf("--");
+  const own = dash < 0 ? args : args.slice(0, dash);
   let values;
   try {
     ({ values } = parseArgs({
-      args,
+      args: own,
       strict: true,
       allowPositionals: false,
-      options: {
-        clients: { type: "string" },
-        messages: { type: "string" },
-        group: { type: "string" },
-        window: { type: "string" },
-        size: { type: "string" },
-        host: { type: "string" },
-        port: { type: "string" },
-        timeout: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: Object.fromEntries([
+        ...[
+          "rounds",
+          "cases",
+          "servers",
+          "hs-concurrency",
+          "hs-seconds",
+          "pipeline",
+          "pipeline-window",
+          "clients",
+          "messages",
+          "window",
+          "idle",
+          "size",
+          "generators",
+          "server-dir",
+        ].map((name) => [name, { type: "string" as const }]),
+        ["quick", { type: "boolean" as const }],
+        ["json", { type: "boolean" as const }],
+        ["help", { type: "boolean" as const, short: "h" }],
+      ]),
     }));
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  if (values.help) return "help";
-  const int = (
-    name: string,
-    text: string | undefined,
-    fallback: number,
-    min: number,
-    max: number,
-  ) => {
-    if (text === undefined) return fallback;
-    if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
-      throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got ${text}`);
-    }
-    return Number(text);
-  };
-  const group = values.group ?? "ffdhe2048";
-  if (!isGroupName(group) || group === "toy") {
-    throw new UsageError(
-      `unknown group ${JSON.stringify(group)}; choose one of ${SECURE_GROUP_NAMES.join(", ")}`,
-    );
-  }
-  if (values.host !== undefined && values.port === undefined) {
-    throw new UsageError("--host needs --port (the external dhx server's port)");
-  }
+  const flags = values as Record<string, string | boolean | undefined>;
+  if (flags.help === true) return "help";
+  const v = flags as Record<string, string | undefined>;
+  const quick = flags.quick === true;
   return {
-    clients: int("clients", values.clients, 200, 1, 100_000),
-    messages: int("messages", values.messages, 100, 1, 1_000_000),
-    group,
-    window: int("window", values.window, 10, 0, 1_000_000),
-    size: int("size", values.size, 64, 1, 65_536),
-    host: values.port === undefined ? undefined : values.host ?? "127.0.0.1",
-    port: values.port === undefined ? undefined : int("port", values.port, 0, 1, 65535),
-    timeoutMs: int("timeout", values.timeout, 120, 1, 86_400) * 1000,
+    quick,
+    rounds: positiveInt("rounds", v.rounds, quick ? 2 : 3),
+    cases: list("cases", v.cases, CASE_NAMES, {
+      a: "handshakes",
+      b: "pipeline",
+      c: "many",
+      d: "idle",
+    }),
+    servers: list("servers", v.servers, SERVER_NAMES),
+    hsConcurrency: positiveInt("hs-concurrency", v["hs-concurrency"], 16),
+    hsSeconds: positiveNumber("hs-seconds", v["hs-seconds"], quick ? 1 : 2),
+    pipeline: positiveInt("pipeline", v.pipeline, quick ? 5000 : 20_000),
+    pipelineWindow: positiveInt("pipeline-window", v["pipeline-window"], 32),
+    clients: positiveInt("clients", v.clients, quick ? 200 : 1000),
+    messages: positiveInt("messages", v.messages, quick ? 20 : 50),
+    window: positiveInt("window", v.window, 10),
+    idle: positiveInt("idle", v.idle, quick ? 200 : 1000),
+    size: positiveInt("size", v.size, 64, 24),
+    generators: positiveInt(
+      "generators",
+      v.generators,
+      Math.max(1, Math.floor(navigator.hardwareConcurrency / 2)),
+    ),
+    serverDir: v["server-dir"] ?? new URL("..", `file://${BENCH_DIR}`).pathname,
+    json: flags.json === true,
+    dhxFlags: dash < 0 ? [] : args.slice(dash + 1),
+    explicit: new Set(["clients", "idle"].filter((name) => v[name] !== undefined)),
   };
 }
-
-// ───────────────────────────────────────────────────────────────────────────
-// Client drivers: one per protocol, same shape
-// ───────────────────────────────────────────────────────────────────────────
-
-/** An established session as the load loop sees it. */
-interface Channel {
-  /** Queues message `seq` (in order); resolves when written. */
-  send(seq: number, text: string): Promise<void>;
-  /** The seq the next ack acknowledges. */
-  receiveAck(): Promise<number>;
-  /** Says goodbye and closes. */
-  close(): Promise<void>;
-}
-
-type Connect = () => Promise<Channel>;
 
 /**
- * A client TCP connection with Nagle's algorithm off: the driver must not add
- * delayed-ACK stalls of its own (LineConnection turns it off as well).
+ * Fits cases c and d to the open-file limit: a default is cut to fit, with a
+ * warning; a number the user chose is an error.
  */
-async function tcpConnect(hostname: string, port: number): Promise<Deno.TcpConn> {
-  const conn = await Deno.connect({ hostname, port });
-  conn.setNoDelay(true);
-  return conn;
-}
-
-/** The dhx client: dh.ts's LineConnection + parseHello/respondToHello. */
-function dhxConnect(host: string, port: number): Connect {
-  return async () => {
-    const link = new LineConnection(await tcpConnect(host, port));
-    try {
-      const helloLine = await link.readLine();
-      if (helloLine === null) throw new Error("server closed the connection before hello");
-      const { keyLine, session } = await respondToHello(parseHello(helloLine, { insecure: false }));
-      await link.writeLine(keyLine);
-      return {
-        send: (_seq, text) => link.sendRecord(session, "msg", text),
-        async receiveAck() {
-          const line = await link.readLine();
-          if (line === null) throw new Error("server closed the connection");
-          const frame = await session.open(line);
-          if (frame.type !== "ack") {
-            throw new Error(frame.type === "error" ? frame.message : `got ${frame.type}, not ack`);
-          }
-          return Number(frame.text);
-        },
-        async close() {
-          await link.sendRecord(session, "bye", "").catch(() => {});
-          link.close();
-        },
-      };
-    } catch (error) {
-      link.close();
-      throw error;
+async function fitToFileLimit(
+  options: Options,
+  childPid: number,
+  warn: (line: string) => void,
+): Promise<void> {
+  // What a child process gets: Node and Deno raise their soft limit to the hard one.
+  const hard = (await openFileLimit(childPid)).soft;
+  for (const name of ["clients", "idle"] as const) {
+    const wanted = options[name];
+    if (wanted + FD_SLACK <= hard) continue;
+    const advice = `raise it first: ulimit -n ${Math.max(4096, wanted + FD_SLACK)}`;
+    if (options.explicit.has(name)) {
+      throw new UsageError(
+        `--${name} ${wanted} needs ${wanted + FD_SLACK} open files per process, ` +
+          `but the limit (ulimit -n) is ${hard}; ${advice}`,
+      );
     }
-  };
-}
-
-/** Baselines: the same line exchange (hello, key, msg/ack, bye) in clear JSON. */
-function lineConnect(open: () => Promise<Deno.Conn>): Connect {
-  return async () => {
-    const link = new LineConnection(await open());
-    try {
-      const hello = await link.readLine();
-      if (hello === null || JSON.parse(hello).type !== "hello") throw new Error("no hello");
-      await link.writeLine(KEY_LINE);
-      return {
-        send: (seq, text) => link.writeLine(JSON.stringify({ type: "msg", seq, data: text })),
-        async receiveAck() {
-          const line = await link.readLine();
-          if (line === null) throw new Error("server closed the connection");
-          const frame = JSON.parse(line);
-          if (frame.type !== "ack") throw new Error(`got ${frame.type}, not ack`);
-          return frame.seq;
-        },
-        async close() {
-          await link.writeLine(BYE_LINE).catch(() => {});
-          link.close();
-        },
-      };
-    } catch (error) {
-      link.close();
-      throw error;
-    }
-  };
+    options[name] = Math.max(10, hard - FD_SLACK);
+    warn(
+      `[!] open-file limit (ulimit -n) is ${hard}: too low for ${wanted} sessions; ` +
+        `using --${name} ${options[name]} (${advice})`,
+    );
+  }
 }
 
 // ───────────────────────────────────────────────────────────────────────────
 // Servers
 // ───────────────────────────────────────────────────────────────────────────
 
-/** The backlog Deno.listen asks for (`ss -ltn`: Send-Q 511). */
-const LISTEN_BACKLOG = 511;
-
-const HELLO_LINE = JSON.stringify({ type: "hello", protocol: "plain/1" });
-const KEY_LINE = JSON.stringify({ type: "key" });
-const BYE_LINE = JSON.stringify({ type: "bye" });
-
-/** A server under test, with what the benchmark needs to know of it. */
-interface Target {
-  name: "dhx" | "plain" | "tls";
-  connect: Connect;
-  /** Sessions the server side has established (undefined: cannot know). */
-  sessions(): number | undefined;
-  /** Connections the server still serves (undefined: cannot know). */
-  connections(): number | undefined;
-  /** Server-side errors seen so far. */
-  errors: string[];
-  /** Whether the server runs in this process. */
-  inProcess: boolean;
-  /** Rejects if the server stops accepting by itself (not by close()). */
-  stopped: Promise<never>;
-  close(): Promise<void>;
+/** server.ts flags that the benchmark sets high when the server has them. */
+function autoDhxFlags(supported: Set<string>, options: Options): string[] {
+  const given = new Set(options.dhxFlags.map((flag) => flag.split("=")[0]));
+  const sessions = Math.max(options.clients, options.idle, options.hsConcurrency) + 64;
+  const auto: [string, string][] = [
+    ["--max-clients", String(Math.min(100_000, sessions))],
+    ["--max-per-address", "100000"],
+  ];
+  return auto.filter(([flag]) => supported.has(flag) && !given.has(flag)).flat();
 }
 
-/** A promise that rejects with a reason once `finished` settles unless `closing()`. */
-function unexpectedStop(finished: Promise<unknown>, closing: () => boolean, what: string) {
-  const stopped = finished.then(
-    () => {
-      if (!closing()) throw new Error(what);
-      return new Promise<never>(() => {});
-    },
-    (error) => {
-      if (!closing()) throw error;
-      return new Promise<never>(() => {});
-    },
-  );
-  stopped.catch(() => {});
-  return stopped;
-}
-
-/** The dhx server, in-process, with a logger that only counts. */
-function dhxTarget(options: Options): Target {
-  const errors: string[] = [];
-  let sessions = 0;
-  const logger: Logger = {
-    info() {},
-    notice() {},
-    // "Session with PEER: fingerprint …" is the server's "handshake done".
-    success(message) {
-      if (message.startsWith("Session with ")) sessions++;
-    },
-    error(message) {
-      errors.push(message);
-    },
-  };
-  const server = startServer({
-    host: "127.0.0.1",
-    port: 0,
-    group: GROUPS[options.group as keyof typeof GROUPS],
-    maxClients: options.clients + 16,
-    handshakeTimeoutMs: options.timeoutMs,
-    logger,
-  });
-  let closing = false;
+function serverSpecs(options: Options, dhxAuto: string[]): Record<ServerName, ServerSpec> {
   return {
-    name: "dhx",
-    connect: dhxConnect("127.0.0.1", server.addr.port),
-    sessions: () => sessions,
-    connections: () => server.connections,
-    errors,
-    inProcess: true,
-    // server.ts ends its accept loop on any accept error (EMFILE included).
-    stopped: unexpectedStop(
-      server.finished,
-      () => closing,
-      "the dhx server stopped accepting connections (an accept error such as EMFILE: " +
-        "too many open files)",
-    ),
-    close: () => {
-      closing = true;
-      return server.close();
+    dhx: {
+      name: "dhx",
+      command: "deno",
+      args: [
+        "run",
+        "--allow-net",
+        "server.ts",
+        "--port",
+        "0",
+        "--quiet",
+        ...dhxAuto,
+        ...options.dhxFlags,
+      ],
+      cwd: options.serverDir,
     },
+    plain: {
+      name: "plain",
+      command: "deno",
+      args: ["run", "--allow-net=127.0.0.1", "plain_echo.ts", "--port", "0"],
+      cwd: BENCH_DIR,
+    },
+    tls: { name: "tls", command: "node", args: ["tls_echo.mjs", "--port", "0"], cwd: BENCH_DIR },
   };
 }
 
-/** An echo server: hello, key, then one JSON ack line per msg line. */
-function echoTarget(
-  name: "plain" | "tls",
-  listener: Deno.Listener,
-  connect: Connect,
-  tune?: (conn: Deno.Conn) => void,
-): Target {
-  const errors: string[] = [];
-  const links = new Set<LineConnection>();
-  const handlers = new Set<Promise<void>>();
-  let sessions = 0;
-  async function serve(link: LineConnection): Promise<void> {
-    try {
-      await link.writeLine(HELLO_LINE);
-      const key = await link.readLine();
-      if (key === null) return;
-      if (JSON.parse(key).type !== "key") throw new Error("expected key");
-      sessions++;
-      for (;;) {
-        const line = await link.readLine();
-        if (line === null) return;
-        const frame = JSON.parse(line);
-        if (frame.type === "bye") return;
-        if (frame.type !== "msg" || typeof frame.data !== "string") throw new Error("bad frame");
-        await link.writeLine(JSON.stringify({ type: "ack", seq: frame.seq }));
-      }
-    } catch (error) {
-      if (!link.closed) errors.push(`${link.peer}: ${(error as Error).message}`);
-    } finally {
-      link.close();
-      links.delete(link);
-    }
+// ───────────────────────────────────────────────────────────────────────────
+// Measuring
+// ───────────────────────────────────────────────────────────────────────────
+
+/** What one case measured in one round against one server. */
+type Metrics = Record<string, number>;
+
+/** Everything a case needs for one run. */
+interface Run {
+  server: ServerProcess;
+  gen: GeneratorPool;
+  target: { kind: ServerName; port: number };
+  options: Options;
+  /** Error messages seen (generator and server side). */
+  problems: string[];
+}
+
+/** A generator phase with the server's CPU read before and after it. */
+interface Phase<T> {
+  result: T;
+  /** Server CPU ms over the phase, including the work it finishes after the last answer. */
+  serverCpuMs: number;
+  /** Server CPU / wall time of the phase, % of one core. */
+  serverCpuPct: number;
+  /** CPU that other processes used during the phase, % of one core (10 ms ticks: ±a few %). */
+  otherCpuPct: number;
+}
+
+async function measured<T extends GenStats>(run: Run, work: () => Promise<T>): Promise<Phase<T>> {
+  const [cpu0, busy0] = [await cpuMs(run.server.pid), await machineBusyMs()];
+  const t0 = performance.now();
+  const result = await work();
+  const wall = performance.now() - t0;
+  const [cpuAtAnswer, busy1] = [await cpuMs(run.server.pid), await machineBusyMs()];
+  const cpu1 = await settledCpuMs(run.server.pid);
+  for (const sample of result.errors.samples) run.problems.push(sample);
+  // What neither the server nor the generators used: other processes (and this one).
+  const otherMs = busy1 - busy0 - (cpuAtAnswer - cpu0) - result.genCpuMs;
+  return {
+    result,
+    serverCpuMs: cpu1 - cpu0,
+    serverCpuPct: (100 * (cpuAtAnswer - cpu0)) / wall,
+    otherCpuPct: Math.max(0, (100 * otherMs) / wall),
+  };
+}
+
+/** JIT, group tables, TLS contexts: a few sessions and messages before measuring. */
+async function warmUp(run: Run): Promise<void> {
+  const { gen, target } = run;
+  const hs = await gen.handshakes({ target, concurrency: 4, seconds: 0.3 });
+  if (hs.completed === 0) {
+    throw new Error(`warm-up: no session completed: ${hs.errors.samples.join("; ")}`);
   }
-  let closing = false;
-  const accepting = (async () => {
-    for (;;) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (error) {
-        if (closing) return;
-        throw new Error(`the ${name} server cannot accept: ${describe(error)}`);
-      }
-      tune?.(conn);
-      const link = new LineConnection(conn);
-      links.add(link);
-      const handler = serve(link);
-      handlers.add(handler);
-      handler.finally(() => handlers.delete(handler));
-    }
-  })();
-  return {
-    name,
-    connect,
-    sessions: () => sessions,
-    connections: () => links.size,
-    errors,
-    inProcess: true,
-    stopped: unexpectedStop(accepting, () => closing, `the ${name} server stopped accepting`),
-    async close() {
-      closing = true;
-      listener.close();
-      await accepting.catch(() => {});
-      for (const link of links) link.close();
-      await Promise.all(handlers);
-    },
-  };
-}
-
-function plainTarget(): Target {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  // The ceiling turns Nagle off on its side too, like server.ts. The TLS
-  // server cannot (a TlsConn has no setNoDelay): see the notes printed.
-  return echoTarget(
-    "plain",
-    listener,
-    lineConnect(() => tcpConnect("127.0.0.1", port)),
-    (conn) => (conn as Deno.TcpConn).setNoDelay(true),
-  );
-}
-
-function tlsTarget(cert: string, key: string): Target {
-  const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key });
-  const { port } = listener.addr as Deno.NetAddr;
-  return echoTarget(
-    "tls",
-    listener,
-    // Deno.connectTls cannot turn Nagle off (a TlsConn has no setNoDelay);
-    // startTls over a TCP connection that has it off is the same TLS client.
-    lineConnect(async () =>
-      Deno.startTls(await tcpConnect("127.0.0.1", port), {
-        hostname: "127.0.0.1",
-        caCerts: [cert],
-      })
-    ),
-  );
-}
-
-function externalDhxTarget(host: string, port: number): Target {
-  return {
-    name: "dhx",
-    connect: dhxConnect(host, port),
-    sessions: () => undefined,
-    connections: () => undefined,
-    errors: [],
-    inProcess: false,
-    stopped: new Promise<never>(() => {}),
-    close: () => Promise.resolve(),
-  };
-}
-
-// ───────────────────────────────────────────────────────────────────────────
-// The workload
-// ───────────────────────────────────────────────────────────────────────────
-
-interface Result {
-  name: string;
-  clients: number;
-  /** Clients that completed the handshake. */
-  ready: number;
-  /** Duration of the handshake phase, ms. */
-  handshakeMs: number;
-  handshakeLatencies: Float64Array;
-  /** Duration of the message phase, ms. */
-  messageMs: number;
-  ackLatencies: Float64Array;
-  sent: number;
-  acked: number;
-  errors: string[];
-  /** Whether the server's session count confirmed the handshake phase (undefined: unknown). */
-  serverConfirmed: boolean | undefined;
-  rss: { before: number; peak: number; after: number };
-  heapPeak: number;
-  /** CPU seconds of the whole process in each phase. */
-  cpuHandshake: number;
-  cpuMessages: number;
+  await gen.open({ target, count: 1, concurrency: 1 });
+  await gen.held({ cmd: "traffic", messages: 300, window: 32, size: run.options.size });
+  await gen.held({ cmd: "close" });
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The 1, 5 and 15 minute load averages, or why they are unknown. */
-function loadavg(): string {
-  try {
-    return Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
-  } catch {
-    return "unknown (needs --allow-sys=loadavg)";
-  }
+function latencyMetrics(result: GenStats): Metrics {
+  return { p50: percentile(result.latencies, 50), p99: percentile(result.latencies, 99) };
 }
 
-function cpuSeconds(): number {
-  const { user, system } = process.cpuUsage();
-  return (user + system) / 1e6;
-}
-
-async function waitFor(condition: () => boolean, ms: number): Promise<boolean> {
-  const deadline = performance.now() + ms;
-  while (!condition()) {
-    if (performance.now() > deadline) return false;
-    await sleep(2);
-  }
-  return true;
-}
-
-/** C clients: all handshake at once; then, together, M messages each. */
-async function runWorkload(
-  target: Target,
-  clients: number,
-  messages: number,
-  options: Options,
-): Promise<Result> {
-  const window = options.window === 0 ? messages : options.window;
-  const text = "x".repeat(options.size);
-  const timeoutMs = options.timeoutMs;
-  const handshakeLatencies = new Float64Array(clients).fill(NaN);
-  const ackLatencies = new Float64Array(clients * messages).fill(NaN);
-  const errors: string[] = [];
-  let sent = 0;
-  let acked = 0;
-  let settled = 0; // clients done with the handshake, either way
-  let allSettled!: () => void;
-  const handshakesSettled = new Promise<void>((resolve) => allSettled = resolve);
-  let startMessages!: () => void;
-  const messagesStart = new Promise<void>((resolve) => startMessages = resolve);
-  const settle = () => {
-    if (++settled === clients) allSettled();
-  };
-  // Running out of descriptors (or the server dying) ends the run at once
-  // rather than after every client's timeout.
-  let fail!: (error: Error) => void;
-  const fatal = Promise.race([
-    target.stopped,
-    new Promise<never>((_, reject) => fail = reject),
-  ]);
-  fatal.catch(() => {});
-
-  const memory = { before: Deno.memoryUsage().rss, peak: 0, after: 0 };
-  let heapPeak = 0;
-  const sample = () => {
-    const usage = Deno.memoryUsage();
-    memory.peak = Math.max(memory.peak, usage.rss);
-    heapPeak = Math.max(heapPeak, usage.heapUsed);
-  };
-  sample();
-  const sampler = setInterval(sample, 20);
-
-  async function client(index: number): Promise<void> {
-    const started = performance.now();
-    let channel: Channel;
-    try {
-      channel = await Promise.race([
-        withTimeout(target.connect(), timeoutMs, "handshake timed out"),
-        fatal,
-      ]);
-      handshakeLatencies[index] = performance.now() - started;
-    } catch (error) {
-      errors.push(`client ${index} handshake: ${describe(error)}`);
-      if (EMFILE.test(String(error))) fail(new Error(describe(error)));
-      return settle();
-    }
-    settle();
-    await messagesStart;
-    const sentAt = new Float64Array(messages);
-    let next = 0;
-    let done = 0;
-    let writeError: unknown;
-    // One watchdog per client rather than a timer per ack (timers cost CPU
-    // that would be charged to the server under test).
-    let timedOut = false;
-    const watchdog = setTimeout(() => {
-      timedOut = true;
-      channel.close();
-    }, timeoutMs);
-    const sendOne = () => {
-      const seq = next++;
-      sentAt[seq] = performance.now();
-      sent++;
-      channel.send(seq, text).catch((error) => writeError ??= error);
-    };
-    try {
-      while (next < messages && next - done < window) sendOne();
-      while (done < messages) {
-        if (writeError) throw writeError;
-        const seq = await channel.receiveAck();
-        if (seq !== done) throw new Error(`ack for ${seq}, expected ${done}`);
-        ackLatencies[index * messages + seq] = performance.now() - sentAt[seq];
-        done++;
-        acked++;
-        while (next < messages && next - done < window) sendOne();
-      }
-    } catch (error) {
-      const reason = timedOut ? `no progress within ${timeoutMs / 1000} s` : describe(error);
-      errors.push(`client ${index} messages: ${reason}`);
-    } finally {
-      clearTimeout(watchdog);
-      await channel.close();
-    }
-  }
-
-  const cpu0 = cpuSeconds();
-  const t0 = performance.now();
-  const running = Array.from({ length: clients }, (_, i) => client(i));
-  try {
-    await Promise.race([handshakesSettled, fatal]);
-  } catch (error) {
-    clearInterval(sampler);
-    throw error;
-  }
-  // The handshake ends when both sides hold the session: wait for the server's
-  // own count too (in-process servers), so its share of the work is in it.
-  let serverConfirmed: boolean | undefined;
-  if (target.sessions() !== undefined) {
-    const ready = clients - errors.length;
-    // Give up after 5 s without progress (e.g. the server's log line changed).
-    let last = -1;
-    let lastChange = performance.now();
-    serverConfirmed = await waitFor(() => {
-      const count = target.sessions() ?? 0;
-      if (count !== last) [last, lastChange] = [count, performance.now()];
-      return count >= ready || performance.now() - lastChange > 5000;
-    }, timeoutMs) && (target.sessions() ?? 0) >= ready;
-  }
-  const t1 = performance.now();
-  const cpu1 = cpuSeconds();
-  startMessages();
-  try {
-    await Promise.race([Promise.all(running), fatal]);
-  } catch (error) {
-    clearInterval(sampler);
-    throw error;
-  }
-  const t2 = performance.now();
-  const cpu2 = cpuSeconds();
-  // Let the server see every bye and close before the next row starts.
-  await waitFor(() => (target.connections() ?? 0) === 0, 10_000);
-  clearInterval(sampler);
-  sample();
-  memory.after = Deno.memoryUsage().rss;
+/** Case a: handshake loops. */
+async function caseHandshakes(run: Run): Promise<Metrics> {
+  const { target, options } = run;
+  const phase = await measured(run, () =>
+    run.gen.handshakes({
+      target,
+      concurrency: options.hsConcurrency,
+      seconds: options.hsSeconds,
+      size: options.size,
+    }));
+  const { completed, wallMs, errors } = phase.result;
   return {
-    name: target.name,
-    clients,
-    ready: handshakeLatencies.filter((x) => !Number.isNaN(x)).length,
-    handshakeMs: t1 - t0,
-    handshakeLatencies,
-    messageMs: t2 - t1,
-    ackLatencies,
-    sent,
-    acked,
-    errors: [...errors, ...target.errors.splice(0).map((e) => `server: ${e}`)],
-    serverConfirmed,
-    rss: memory,
-    heapPeak,
-    cpuHandshake: cpu1 - cpu0,
-    cpuMessages: cpu2 - cpu1,
+    sessions: completed,
+    sessionsPerSec: completed / (wallMs / 1000),
+    serverCpuMsPerSession: phase.serverCpuMs / completed,
+    serverCpuPct: phase.serverCpuPct,
+    genCpuPct: phase.result.genCpuPct,
+    otherCpuPct: phase.otherCpuPct,
+    ...latencyMetrics(phase.result),
+    failed: errors.count,
   };
 }
 
-/** One client at a time: the handshake latency without any queueing. */
-async function unloadedHandshake(target: Target, runs: number): Promise<number[]> {
-  const latencies: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const started = performance.now();
-    const channel = await Promise.race([
-      withTimeout(target.connect(), 10_000, `${target.name}: unloaded handshake timed out`),
-      target.stopped,
-    ]);
-    latencies.push(performance.now() - started);
-    await channel.close();
-    await waitFor(() => (target.connections() ?? 0) === 0, 5000);
+/** Case b: one session, pipelined. */
+async function casePipeline(run: Run): Promise<Metrics> {
+  const { gen, target, options } = run;
+  await gen.open({ target, count: 1, concurrency: 1 });
+  const phase = await measured(run, () =>
+    gen.held<TrafficResult>({
+      cmd: "traffic",
+      messages: options.pipeline,
+      window: options.pipelineWindow,
+      size: options.size,
+    }));
+  await gen.held({ cmd: "close" });
+  return trafficMetrics(phase);
+}
+
+function trafficMetrics(phase: Phase<TrafficResult>): Metrics {
+  const { acked, lost, wallMs } = phase.result;
+  return {
+    msgsPerSec: acked / (wallMs / 1000),
+    serverCpuUsPerMsg: (1000 * phase.serverCpuMs) / acked,
+    serverCpuPct: phase.serverCpuPct,
+    genCpuPct: phase.result.genCpuPct,
+    otherCpuPct: phase.otherCpuPct,
+    ...latencyMetrics(phase.result),
+    lost,
+    stalled: phase.result.stalled ? 1 : 0,
+  };
+}
+
+/** Case c: many sessions opened, then all of them send at once. */
+async function caseMany(run: Run): Promise<Metrics> {
+  const { gen, target, options } = run;
+  const opening = await measured(
+    run,
+    () => gen.open({ target, count: options.clients, concurrency: 64, size: options.size }),
+  );
+  const phase = await measured(run, () =>
+    gen.held<TrafficResult>({
+      cmd: "traffic",
+      messages: options.messages,
+      window: options.window,
+      size: options.size,
+    }));
+  const peak = (await memory(run.server.pid)).peak;
+  await gen.held({ cmd: "close" });
+  const { opened, wallMs } = opening.result;
+  const traffic = trafficMetrics(phase);
+  return {
+    opened,
+    sessionsPerSec: opened / (wallMs / 1000),
+    serverCpuMsPerSession: opening.serverCpuMs / opened,
+    ...traffic,
+    genCpuPct: Math.max(opening.result.genCpuPct, phase.result.genCpuPct),
+    otherCpuPct: Math.max(opening.otherCpuPct, phase.otherCpuPct),
+    failed: opening.result.errors.count,
+    peakRss: peak,
+  };
+}
+
+/** Case d: the memory that idle sessions hold. */
+async function caseIdle(run: Run): Promise<Metrics> {
+  const { gen, target, options } = run;
+  await sleep(300);
+  const before = await memory(run.server.pid);
+  // Gently (16 at a time): this case is about memory, not about the handshake rate.
+  const opening = await gen.open({ target, count: options.idle, concurrency: 16 });
+  await sleep(1000);
+  const held = await memory(run.server.pid);
+  const closed = await gen.held<{ pings: number } & GenStats>({ cmd: "close" });
+  for (const sample of opening.errors.samples) run.problems.push(sample);
+  return {
+    opened: opening.opened,
+    rssBefore: before.rss,
+    rssWith: held.rss,
+    bytesPerSession: (held.rss - before.rss) / opening.opened,
+    peakRss: held.peak,
+    pings: closed.pings,
+    failed: opening.errors.count,
+  };
+}
+
+const CASES: Record<CaseName, { letter: string; run: (run: Run) => Promise<Metrics> }> = {
+  handshakes: { letter: "a", run: caseHandshakes },
+  pipeline: { letter: "b", run: casePipeline },
+  many: { letter: "c", run: caseMany },
+  idle: { letter: "d", run: caseIdle },
+};
+
+// ───────────────────────────────────────────────────────────────────────────
+// Running
+// ───────────────────────────────────────────────────────────────────────────
+
+/** One case against one server in one round. */
+interface Sample {
+  case: CaseName;
+  round: number;
+  server: ServerName;
+  metrics: Metrics;
+  problems: string[];
+}
+
+/** Starts a fresh server, warms it up, runs the case, stops the server. */
+async function runOnce(
+  caseName: CaseName,
+  spec: ServerSpec,
+  gen: GeneratorPool,
+  options: Options,
+): Promise<{ metrics: Metrics; problems: string[] }> {
+  const server = await ServerProcess.start(spec);
+  const run: Run = {
+    server,
+    gen,
+    target: { kind: spec.name as ServerName, port: server.port },
+    options,
+    problems: [],
+  };
+  try {
+    await checkServerFileLimit(server, caseName, options);
+    await warmUp(run);
+    const metrics = await CASES[caseName].run(run);
+    return { metrics, problems: [...new Set([...run.problems, ...server.errorLines])].slice(0, 8) };
+  } finally {
+    await server.stop();
   }
-  return latencies;
+}
+
+async function checkServerFileLimit(
+  server: ServerProcess,
+  caseName: CaseName,
+  options: Options,
+): Promise<void> {
+  const sessions = caseName === "many" ? options.clients : caseName === "idle" ? options.idle : 0;
+  const { soft } = await openFileLimit(server.pid);
+  if (sessions + FD_SLACK > soft) {
+    throw new Error(
+      `the ${server.spec.name} server may open only ${soft} files, too few for ${sessions} ` +
+        `sessions: run \`ulimit -n ${Math.max(4096, sessions + FD_SLACK)}\` first`,
+    );
+  }
+}
+
+/** One progress line on stderr. */
+function progressLine(sample: Sample): string {
+  const m = sample.metrics;
+  const main = {
+    handshakes: () => `${fmt(m.sessionsPerSec)} sessions/s`,
+    pipeline: () => `${fmt(m.msgsPerSec)} msgs/s`,
+    many: () => `${fmt(m.sessionsPerSec)} sessions/s, ${fmt(m.msgsPerSec)} msgs/s`,
+    idle: () => `${fmt(m.bytesPerSession)} B/session`,
+  }[sample.case]();
+  const cpu = m.serverCpuPct === undefined
+    ? ""
+    : `, CPU: server ${fmt(m.serverCpuPct, 0)}%, generator ${fmt(m.genCpuPct, 0)}%, ` +
+      `other ${fmt(m.otherCpuPct, 0)}%`;
+  return `  ${
+    CASES[sample.case].letter
+  }. ${sample.case} round ${sample.round} ${sample.server}: ${main}${cpu}`;
+}
+
+async function runAll(
+  options: Options,
+  specs: Record<ServerName, ServerSpec>,
+  gen: GeneratorPool,
+): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  for (const caseName of options.cases) {
+    for (let round = 1; round <= options.rounds; round++) {
+      for (const server of options.servers) {
+        const { metrics, problems } = await runOnce(caseName, specs[server], gen, options);
+        const sample = { case: caseName, round, server, metrics, problems };
+        samples.push(sample);
+        console.error(progressLine(sample));
+      }
+    }
+  }
+  return samples;
 }
 
 // ───────────────────────────────────────────────────────────────────────────
 // Report
 // ───────────────────────────────────────────────────────────────────────────
 
-const EMFILE = /too many open files/i;
+/** A generator this busy (% of its one JS thread) may be what limits the rate. */
+const SATURATED_PCT = 85;
 
-function describe(error: unknown): string {
-  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return EMFILE.test(message) && !message.includes("ulimit")
-    ? `${message} (raise the limit: ulimit -n ≥ 2 × clients + 64)`
-    : message;
+/** Other processes using this much CPU (% of one core) during a phase disturb it. */
+const DISTURBED_PCT = 25;
+
+interface Column {
+  header: string;
+  metric: string;
+  /** Turns the metric's unit into the column's (e.g. bytes → MiB). */
+  scale?: number;
+  digits?: number;
 }
 
-/** Nearest-rank percentile of the finite values. */
-function percentile(values: ArrayLike<number>, p: number): number {
-  const sorted = Float64Array.from(values).filter((x) => !Number.isNaN(x)).sort();
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+const COLUMNS: Record<CaseName, Column[]> = {
+  handshakes: [
+    { header: "sessions/s", metric: "sessionsPerSec" },
+    { header: "server CPU ms/session", metric: "serverCpuMsPerSession", digits: 3 },
+    { header: "server CPU %", metric: "serverCpuPct", digits: 0 },
+    { header: "gen CPU %", metric: "genCpuPct", digits: 0 },
+    { header: "other CPU %", metric: "otherCpuPct", digits: 0 },
+    { header: "p50 ms", metric: "p50" },
+    { header: "p99 ms", metric: "p99" },
+    { header: "failed", metric: "failed", digits: 0 },
+  ],
+  pipeline: [
+    { header: "msgs/s", metric: "msgsPerSec" },
+    { header: "server CPU µs/msg", metric: "serverCpuUsPerMsg", digits: 1 },
+    { header: "server CPU %", metric: "serverCpuPct", digits: 0 },
+    { header: "gen CPU %", metric: "genCpuPct", digits: 0 },
+    { header: "other CPU %", metric: "otherCpuPct", digits: 0 },
+    { header: "ack p50 ms", metric: "p50" },
+    { header: "ack p99 ms", metric: "p99" },
+    { header: "lost", metric: "lost", digits: 0 },
+  ],
+  many: [
+    { header: "sessions/s", metric: "sessionsPerSec" },
+    { header: "msgs/s", metric: "msgsPerSec" },
+    { header: "server CPU µs/msg", metric: "serverCpuUsPerMsg", digits: 1 },
+    { header: "server CPU %", metric: "serverCpuPct", digits: 0 },
+    { header: "gen CPU %", metric: "genCpuPct", digits: 0 },
+    { header: "other CPU %", metric: "otherCpuPct", digits: 0 },
+    { header: "ack p50 ms", metric: "p50" },
+    { header: "ack p99 ms", metric: "p99" },
+    { header: "lost", metric: "lost", digits: 0 },
+    { header: "failed", metric: "failed", digits: 0 },
+    { header: "peak RSS MiB", metric: "peakRss", scale: 1 / 1048576, digits: 1 },
+  ],
+  idle: [
+    { header: "sessions", metric: "opened", digits: 0 },
+    { header: "RSS before MiB", metric: "rssBefore", scale: 1 / 1048576, digits: 1 },
+    { header: "RSS with MiB", metric: "rssWith", scale: 1 / 1048576, digits: 1 },
+    { header: "bytes/session", metric: "bytesPerSession", digits: 0 },
+    { header: "peak RSS MiB", metric: "peakRss", scale: 1 / 1048576, digits: 1 },
+  ],
+};
+
+function caseTitle(name: CaseName, options: Options): string {
+  const rounds = `median (min–max) of ${options.rounds} round${options.rounds > 1 ? "s" : ""}`;
+  const size = `${options.size}-byte messages`;
+  return {
+    handshakes:
+      `a. Handshakes: ${options.hsConcurrency} concurrent loops of connect → handshake → one msg/ack → bye, ${options.hsSeconds} s each; ${rounds}`,
+    pipeline: `b. One session, pipelined: ${
+      fmt(options.pipeline, 0)
+    } ${size}, at most ${options.pipelineWindow} unacked; ${rounds}`,
+    many:
+      `c. Many clients: ${options.clients} sessions opened (64 handshakes at a time), then each sends ${options.messages} ${size}, window ${options.window}, all at once; ${rounds}`,
+    idle:
+      `d. Idle memory: server RSS before and with ${options.idle} idle sessions (handshake + one msg/ack done); ${rounds}`,
+  }[name];
 }
 
-const fmt = (x: number, digits = 0) =>
-  Number.isFinite(x)
-    ? x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
-    : "n/a";
-const ms = (x: number) => fmt(x, x < 10 ? 2 : x < 100 ? 1 : 0);
-const mib = (bytes: number) => fmt(bytes / 1048576, 1);
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ");
-  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
-}
-
-const sessionsPerSecond = (r: Result) => r.ready / (r.handshakeMs / 1000);
-const messagesPerSecond = (r: Result) => r.acked / (r.messageMs / 1000);
-
-function report(results: Result[], options: Options, unloaded: Map<string, number[]>): boolean {
-  const plain = results.find((r) => r.name === "plain");
-  const rows = results.map((r) => {
-    const ratio = (mine: number, theirs: number | undefined) =>
-      theirs === undefined ? "n/a" : `${fmt((100 * mine) / theirs)}%`;
+function caseTable(name: CaseName, samples: Sample[], options: Options): string {
+  const rows = options.servers.map((server) => {
+    const mine = samples.filter((s) => s.case === name && s.server === server);
     return [
-      r.name,
-      fmt(sessionsPerSecond(r)),
-      ms(percentile(r.handshakeLatencies, 50)),
-      ms(percentile(r.handshakeLatencies, 99)),
-      fmt(messagesPerSecond(r)),
-      ms(percentile(r.ackLatencies, 50)),
-      ms(percentile(r.ackLatencies, 99)),
-      fmt(r.sent - r.acked),
-      ratio(sessionsPerSecond(r), plain && sessionsPerSecond(plain)),
-      ratio(messagesPerSecond(r), plain && messagesPerSecond(plain)),
+      server,
+      ...COLUMNS[name].map((column) => {
+        const values = mine.map((s) => (s.metrics[column.metric] ?? NaN) * (column.scale ?? 1));
+        return fmtSpread(spread(values), column.digits);
+      }),
     ];
   });
-  console.log(table([
-    "row",
-    "sessions/s",
-    "hs p50 ms",
-    "hs p99 ms",
-    "msgs/s",
-    "ack p50 ms",
-    "ack p99 ms",
-    "lost",
-    "sess/s vs plain",
-    "msgs/s vs plain",
-  ], rows));
+  return markdownTable(["server", ...COLUMNS[name].map((c) => c.header)], rows);
+}
 
-  console.log(
-    "\nProcess memory (Deno.memoryUsage().rss of the whole process: server AND all clients;" +
-      " an external server's own memory is not measured here)",
-  );
-  console.log(table(
-    [
-      "row",
-      "rss before MiB",
-      "rss peak MiB",
-      "rss after MiB",
-      "heap peak MiB",
-      "cpu% hs",
-      "cpu ms/hs",
-      "cpu% msgs",
-      "cpu µs/msg",
-    ],
-    results.map((r) => [
-      r.name === "dhx" && options.port !== undefined ? "dhx (clients only)" : r.name,
-      mib(r.rss.before),
-      mib(r.rss.peak),
-      mib(r.rss.after),
-      mib(r.heapPeak),
-      `${fmt((100 * r.cpuHandshake) / (r.handshakeMs / 1000))}%`,
-      ms((1000 * r.cpuHandshake) / r.ready),
-      `${fmt((100 * r.cpuMessages) / (r.messageMs / 1000))}%`,
-      fmt((1e6 * r.cpuMessages) / r.acked),
-    ]),
-  ));
-  console.log(
-    "(cpu%: process CPU time / wall time of the phase, 100% = one of the 2 cores; cpu per " +
-      "handshake and per message: process CPU time of the phase / count, client and server " +
-      "together in-process, less sensitive to other load than the rates)",
-  );
-
-  console.log("\nUnloaded handshake (one client at a time; connect → session ready, client view)");
-  console.log(table(
-    ["row", "runs", "p50 ms", "min ms"],
-    [...unloaded].map((
-      [name, l],
-    ) => [name, String(l.length), ms(percentile(l, 50)), ms(Math.min(...l))]),
-  ));
-
-  let ok = true;
-  for (const r of results) {
-    const lost = r.sent - r.acked;
-    const failed = r.clients - r.ready;
-    if (lost !== 0 || failed !== 0 || r.errors.length > 0) ok = false;
-    if (failed > 0) console.log(`\n[!] ${r.name}: ${failed} of ${r.clients} handshakes failed`);
-    if (lost > 0) console.log(`[!] ${r.name}: ${lost} messages sent and never acked`);
-    if (r.acked !== r.clients * options.messages) {
-      console.log(`[!] ${r.name}: ${r.acked} of ${r.clients * options.messages} messages acked`);
-      ok = false;
-    }
-    for (const e of r.errors.slice(0, 5)) console.log(`[!] ${r.name}: ${e}`);
-    if (r.errors.length > 5) console.log(`[!] ${r.name}: … ${r.errors.length - 5} more errors`);
-    if (r.serverConfirmed === false) {
-      console.log(
-        `[!] ${r.name}: the server never confirmed every session (phase end: client view)`,
+/** Warnings a reader must see: saturated generator, losses, failures, server errors. */
+function findings(samples: Sample[]): string[] {
+  const lines: string[] = [];
+  const groups = new Map<string, Sample[]>();
+  for (const s of samples) {
+    const key = `${CASES[s.case].letter}. ${s.case} / ${s.server}`;
+    groups.set(key, [...(groups.get(key) ?? []), s]);
+  }
+  for (const [key, group] of groups) {
+    const worst = (metric: string) => Math.max(...group.map((s) => s.metrics[metric] ?? 0));
+    const other = worst("otherCpuPct");
+    if (other >= DISTURBED_PCT) {
+      lines.push(
+        `[!] ${key}: other processes used up to ${fmt(other, 0)}% of a core during a round: ` +
+          `that round competed for the ${navigator.hardwareConcurrency} cores; rerun on a quiet machine.`,
       );
     }
+    const gen = worst("genCpuPct");
+    if (gen >= SATURATED_PCT) {
+      lines.push(
+        `[!] ${key}: the load generator was saturated (up to ${fmt(gen, 0)}% of its core): ` +
+          `the rate is a floor for this server, not its limit; its CPU per operation still holds.`,
+      );
+    }
+    if (worst("lost") > 0) {
+      lines.push(`[!] ${key}: ${fmt(worst("lost"), 0)} messages lost in a round`);
+    }
+    if (worst("failed") > 0) {
+      lines.push(`[!] ${key}: up to ${fmt(worst("failed"), 0)} sessions failed in a round`);
+    }
+    if (worst("stalled") > 0) lines.push(`[!] ${key}: a round stalled (no ack for 30 s)`);
+    if (worst("pings") > 0) {
+      lines.push(
+        `    ${key}: the server sent up to ${fmt(worst("pings"), 0)} pings (all answered)`,
+      );
+    }
+    const problems = [...new Set(group.flatMap((s) => s.problems))];
+    for (const problem of problems.slice(0, 3)) lines.push(`    ${key}: ${problem}`);
   }
+  return lines;
+}
 
-  console.log(`
-Notes:
-  - window ${
-    options.window === 0
-      ? "0: each client sends all its messages, then collects the acks"
-      : `${options.window}: each client keeps at most ${options.window} messages unacked`
-  };
-    ack latency = send call → ack opened, so it includes the client's own sealing and opening.
-  - handshake latency = connect → client session ready (key line written). The handshake phase
-    ends when the server holds every session too (in-process: counted from the server's own
-    "Session with" log line), so sessions/s includes both sides' work.
-  - plain/tls do the same exchange (hello line, key line, msg/ack lines, bye) in clear JSON
-    (tls: over TLS 1.3), with the same LineConnection framing as dhx.
-  - Nagle: off on every plain TCP socket (LineConnection sets TCP_NODELAY: dhx and plain, both
-    ends); the tls server cannot turn it off (Deno's TlsConn has no setNoDelay: one delayed-ACK
-    stall, ~40 ms, per TLS handshake, apparently behind the TLS 1.3 session tickets).
-  - One process, one JS thread for servers and clients: the dhx client's own modpows and WebCrypto
-    calls compete with the server's. At saturation Deno serves connections unevenly (it does not
-    complete queued async operations, WebCrypto calls included, in order), so some connections
-    wait seconds while others finish: that is the long ack p99 tail (plain shows it too, dhx
-    more), not lost messages.
-  - rss is the whole process and only grows across rows (dhx runs first, then plain, then tls).`);
-  if (options.clients > LISTEN_BACKLOG) {
-    console.log(
-      `  - ${options.clients} simultaneous connects overflow the listen backlog (Deno uses ${LISTEN_BACKLOG}):
-    the kernel drops the excess SYNs and the clients retry after 1 s (then 3 s), which is most of
-    the handshake p99 at this size.`,
-    );
-  }
-  if (options.port !== undefined) {
-    console.log(
-      `  - dhx row: the external server ${options.host}:${options.port} runs in its own process,
-    so only its clients share this process; its ratios compare it with baselines that share
-    one thread with their clients. Measure that server's memory and CPU from outside.`,
-    );
-  }
+const NOTES = `Notes:
+- Each (case, round, server) runs on a freshly started server process, after a warm-up of
+  0.3 s of handshakes and 300 messages; the three servers take turns within each round.
+- Server CPU: utime + stime from /proc/PID/stat (10 ms ticks), before the phase and after it once
+  the server has gone quiet (so the closes it finishes after the last answer count); "server CPU %"
+  is CPU over the phase's wall time (100% = one core; dhx can pass 100%: Deno runs WebCrypto on
+  worker threads). On loopback the kernel charges part of each packet's delivery to the sender, so
+  both sides' CPU includes some TCP work for the other.
+- other CPU %: machine-wide busy time (/proc/stat) less the server's and the generators' during the
+  phase, i.e. everything else (this orchestrator included, ~1%); more than ${DISTURBED_PCT}% flags the
+  round as disturbed.
+- gen CPU %: the busiest load generator process, CPU over wall time; each is one Node thread, so
+  near 100% it, not the server, sets the pace. dhx client work is cheap by design: OpenSSL's DH with
+  one key pair reused by every connection (one modpow per handshake), node:crypto for HKDF,
+  AES-256-CTR and HMAC.
+- A "session" ends with one msg → ack round trip for every server: for dhx that ack proves the
+  server derived the same keys; for tls it follows a full TLS 1.3 handshake (ECDHE, ECDSA P-256
+  certificate, no resumption); plain is TCP connect + one line each way. Latencies are measured by
+  the generator: connect → that ack (a), or msg written → its ack (b, c). 1000 / (server CPU
+  ms/session) is the session rate one fully busy server core would sustain, whoever set the pace.
+- Writes: plain (like server.ts) makes one send syscall per ack; Node's TLS socket hands all the
+  records written in one event-loop turn to the kernel at once (strace: 1,400 writes for 20,000
+  acks in b), which is why tls can out-run plain when messages are pipelined.
+- Memory: VmRSS/VmHWM from /proc/PID/status. RSS includes garbage the V8 heap has not yet
+  collected, so bytes/session is an upper bound for live state.`;
 
-  const dhx = results.find((r) => r.name === "dhx");
-  if (dhx && plain) {
-    const hs50 = percentile(dhx.handshakeLatencies, 50);
-    const idle50 = percentile(unloaded.get("dhx") ?? [], 50);
-    const share = messagesPerSecond(dhx) / messagesPerSecond(plain);
-    const verdict = (pass: boolean) => pass ? "met" : "NOT met";
-    console.log(`\nTargets (group ${options.group}; they are stated for ffdhe2048):`);
-    console.log(
-      `  handshake p50 ≤ 3 ms:    ${ms(hs50)} ms with ${dhx.clients} clients at once, ` +
-        `${ms(idle50)} ms unloaded → ${verdict(hs50 <= 3)} (loaded), ${
-          verdict(idle50 <= 3)
-        } (unloaded)`,
-    );
-    console.log(
-      `  ≥ 500 handshakes/s:      ${fmt(sessionsPerSecond(dhx))}/s → ${
-        verdict(sessionsPerSecond(dhx) >= 500)
-      }`,
-    );
-    console.log(
-      `  msgs/s ≥ 50% of plain:   ${fmt(messagesPerSecond(dhx))} vs ${
-        fmt(messagesPerSecond(plain))
-      } = ${fmt(share * 100)}% → ${verdict(share >= 0.5)}`,
-    );
+function printReport(
+  samples: Sample[],
+  options: Options,
+  header: string[],
+): void {
+  console.log(header.join("\n"));
+  for (const name of options.cases) {
+    console.log(`\n### ${caseTitle(name, options)}\n`);
+    console.log(caseTable(name, samples, options));
   }
-  return ok;
+  const lines = findings(samples);
+  console.log(
+    lines.length ? `\n${lines.join("\n")}` : "\nNo losses, no failures, no saturated generator.",
+  );
+  console.log(`\n${NOTES}`);
 }
 
 // ───────────────────────────────────────────────────────────────────────────
 // Main
 // ───────────────────────────────────────────────────────────────────────────
 
+function summaries(samples: Sample[], options: Options) {
+  return Object.fromEntries(options.cases.map((name) => [
+    name,
+    Object.fromEntries(options.servers.map((server) => {
+      const mine = samples.filter((s) => s.case === name && s.server === server);
+      const metrics = Object.keys(mine[0]?.metrics ?? {});
+      return [
+        server,
+        Object.fromEntries(metrics.map((m) => [m, spread(mine.map((s) => s.metrics[m]))])),
+      ];
+    })),
+  ]));
+}
+
+/** Runs the cases and prints the report; returns the exit code. */
+async function benchmark(options: Options, gen: GeneratorPool): Promise<number> {
+  const started = performance.now();
+  const warnings: string[] = [];
+  try {
+    await fitToFileLimit(options, gen.pids[0], (line) => warnings.push(line));
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`[!] ${error.message}`);
+    return 2;
+  }
+  const supported = await serverFlags(options.serverDir);
+  const specs = serverSpecs(options, autoDhxFlags(supported, options));
+  const facts = await machineFacts(gen.versions);
+  const command = await commandLine();
+  const header = [
+    `# dhx load benchmark`,
+    ``,
+    `Command: ${command}`,
+    describeMachine(facts),
+    `Load generators: ${options.generators} × node bench/loadgen.mjs`,
+    ...options.servers.map((s) =>
+      `Server ${s}: (cd ${specs[s].cwd} && ${specs[s].command} ${specs[s].args.join(" ")})`
+    ),
+  ];
+  header.push(...warnings);
+  console.error(header.slice(2).join("\n"));
+  let samples: Sample[];
+  try {
+    samples = await runAll(options, specs, gen);
+  } catch (error) {
+    console.error(
+      `[!] ${error instanceof ServerStartError ? error.message : (error as Error).stack}`,
+    );
+    return 1;
+  }
+  const elapsed = (performance.now() - started) / 1000;
+  header.push(`Run time: ${fmt(elapsed, 0)} s; load average after: ${await loadAverage()}`);
+  if (options.json) {
+    const { explicit: _, ...settings } = options;
+    const summary = summaries(samples, options);
+    const document = {
+      command,
+      machine: facts,
+      settings,
+      servers: specs,
+      elapsedSeconds: elapsed,
+      summary,
+      findings: [...warnings, ...findings(samples)],
+      samples,
+    };
+    console.log(JSON.stringify(document, null, 2));
+  } else {
+    printReport(samples, options, header);
+  }
+  const bad = samples.some((s) => (s.metrics.lost ?? 0) > 0 || (s.metrics.failed ?? 0) > 0);
+  return bad ? 1 : 0;
+}
+
+/** The command-line entry point; returns the exit code (1: losses or failures, 2: usage). */
 async function main(args: string[]): Promise<number> {
   let options: Options;
   try {
@@ -852,61 +839,14 @@ async function main(args: string[]): Promise<number> {
     console.error(`[!] ${error.message} (see --help)`);
     return 2;
   }
-  const benchDir = new URL(".", import.meta.url);
-  const cert = await Deno.readTextFile(new URL("cert.pem", benchDir));
-  const key = await Deno.readTextFile(new URL("key.pem", benchDir));
-  const external = options.port !== undefined;
-
-  console.log(
-    `dhx load benchmark: ${options.clients} clients × ${options.messages} messages of ` +
-      `${options.size} bytes, window ${
-        options.window === 0 ? "unbounded (send all, then collect acks)" : options.window
-      } unacked per client, group ${options.group}`,
-  );
-  console.log(
-    `Deno ${Deno.version.deno} (V8 ${Deno.version.v8}), ${navigator.hardwareConcurrency} cores. ` +
-      (external
-        ? `dhx row: external server ${options.host}:${options.port}; baselines in-process.`
-        : "Servers and clients share ONE process and ONE JS thread (plus Deno's crypto/IO " +
-          "threads): every dhx handshake costs the server's 2 modpows AND the client's 2 on " +
-          "that thread, so these are lower bounds for a server running alone."),
-  );
-  console.log(`Load average before: ${loadavg()} (other processes on the machine skew results)`);
-  console.log(
-    `Needs ulimit -n ≥ ${
-      2 * options.clients + 64
-    } (2 descriptors per in-process client + slack). Phases: all clients handshake at once; ` +
-      "when both sides hold every session, all clients send together.\n",
-  );
-
-  const targets: Target[] = [
-    external ? externalDhxTarget(options.host!, options.port!) : dhxTarget(options),
-    plainTarget(),
-    tlsTarget(cert, key),
-  ];
-  const results: Result[] = [];
-  const unloaded = new Map<string, number[]>();
+  await startProcReader();
+  const gen = await GeneratorPool.start(options.generators);
   try {
-    for (const target of targets) {
-      // Warm-up (JIT, TLS session caches, thread pools): not measured.
-      const warm = await runWorkload(target, Math.min(20, options.clients), 10, options);
-      if (warm.errors.length > 0) {
-        throw new Error(`${target.name} warm-up failed: ${warm.errors[0]}`);
-      }
-      unloaded.set(target.name, await unloadedHandshake(target, 25));
-      results.push(await runWorkload(target, options.clients, options.messages, options));
-    }
-  } catch (error) {
-    console.error(`[!] ${error instanceof Error ? error.message : String(error)}`);
-    return 1;
+    return await benchmark(options, gen);
   } finally {
-    await Promise.all(targets.map((t) => t.close()));
+    await gen.stop();
+    await stopProcReader();
   }
-  const order = ["dhx", "plain", "tls"];
-  results.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
-  const ok = report(results, options, unloaded);
-  console.log(`\nLoad average after: ${loadavg()}`);
-  return ok ? 0 : 1;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
