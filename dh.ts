@@ -29,14 +29,7 @@
  * @module
  */
 
-import {
-  type Cipheriv,
-  createCipheriv,
-  createHash,
-  type Hash,
-  hkdfSync,
-  timingSafeEqual,
-} from "node:crypto";
+import { type Cipheriv, createCipheriv, hash, hkdfSync, timingSafeEqual } from "node:crypto";
 
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -849,7 +842,7 @@ export const KEY_SCHEDULE_LAYOUT: Readonly<
 
 /** SHA-256 of `data`. */
 export function sha256(data: Uint8Array | string): Uint8Array {
-  return new Uint8Array(createHash("sha256").update(data).digest());
+  return new Uint8Array(hash("sha256", data, "buffer"));
 }
 
 /**
@@ -1131,21 +1124,28 @@ function scratchBytes(length: number): Uint8Array {
   return scratch;
 }
 
-/** HMAC-SHA-256 with its key absorbed once: each tag copies two hash states. */
+/**
+ * HMAC-SHA-256 (RFC 2104) as two one-shot SHA-256 calls: H(opad ‖ H(ipad ‖ m)).
+ * A session keeps only the two pads, not hash objects.
+ */
 class HmacSha256 {
-  readonly #inner: Hash;
-  readonly #outer: Hash;
+  readonly #innerPad = new Uint8Array(64);
+  readonly #outer = new Uint8Array(96); // opad ‖ the inner hash
 
   constructor(key: Uint8Array) {
-    const block = new Uint8Array(64); // RFC 2104: keys up to the block size are zero-padded
+    const block = new Uint8Array(64); // keys up to the block size are zero-padded
     block.set(key.length > 64 ? sha256(key) : key);
-    this.#inner = createHash("sha256").update(block.map((b) => b ^ 0x36));
-    this.#outer = createHash("sha256").update(block.map((b) => b ^ 0x5c));
+    for (let i = 0; i < 64; i++) {
+      this.#innerPad[i] = block[i] ^ 0x36;
+      this.#outer[i] = block[i] ^ 0x5c;
+    }
   }
 
-  digest(data: Uint8Array): Uint8Array {
-    const inner = this.#inner.copy().update(data).digest();
-    return this.#outer.copy().update(inner).digest();
+  /** The tag of the message in `input` after its first 64 bytes, which get the pad. */
+  digestAfterPad(input: Uint8Array): Uint8Array {
+    input.set(this.#innerPad);
+    this.#outer.set(hash("sha256", input, "buffer"), 64);
+    return hash("sha256", this.#outer, "buffer");
   }
 }
 
@@ -1214,16 +1214,17 @@ function secureKeys(
   return {
     crypt: (seq, data) => data.length === 0 ? new Uint8Array(0) : aes.apply(seq, data),
     tag(type, seq, ciphertext) {
-      // The MAC input: UTF-8(T) ‖ 0x00 ‖ N as 8 bytes big-endian ‖ ciphertext.
+      // The MAC input: UTF-8(T) ‖ 0x00 ‖ N as 8 bytes big-endian ‖ ciphertext,
+      // written after the 64 bytes the HMAC pad goes in.
       const prefix = TYPE_PREFIX[type];
-      const length = prefix.length + 8 + ciphertext.length;
+      const length = 64 + prefix.length + 8 + ciphertext.length;
       const input = scratchBytes(length);
-      input.set(prefix);
+      input.set(prefix, 64);
       const view = new DataView(input.buffer, input.byteOffset);
-      view.setUint32(prefix.length, Math.floor(seq / 2 ** 32));
-      view.setUint32(prefix.length + 4, seq >>> 0);
-      input.set(ciphertext, prefix.length + 8);
-      return hmac.digest(input.subarray(0, length));
+      view.setUint32(64 + prefix.length, Math.floor(seq / 2 ** 32));
+      view.setUint32(64 + prefix.length + 4, seq >>> 0);
+      input.set(ciphertext, 64 + prefix.length + 8);
+      return hmac.digestAfterPad(input.subarray(0, length));
     },
   };
 }

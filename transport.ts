@@ -69,8 +69,13 @@ interface ByteChannel {
   close(): void;
 }
 
-/** Bytes asked for per socket read. */
-const SOCKET_READ_SIZE = 16 * 1024;
+/**
+ * Bytes asked for per socket read: little while a connection idles (an idle
+ * session holds its buffer for ever, in a pending read), much once reads
+ * fill the little buffer (pipelined records, long lines).
+ */
+const SOCKET_READ_IDLE = 2048;
+const SOCKET_READ_BUSY = 65_536;
 
 function isSocket(conn: Connection): conn is Deno.Conn {
   return typeof (conn as Deno.Conn).read === "function";
@@ -82,11 +87,17 @@ function isSocket(conn: Connection): conn is Deno.Conn {
  * (`nc -N`) must still receive our `error` frame.
  */
 function socketChannel(conn: Deno.Conn): ByteChannel {
-  const buffer = new Uint8Array(SOCKET_READ_SIZE);
+  let buffer = new Uint8Array(SOCKET_READ_IDLE);
   return {
     async read() {
       const n = await conn.read(buffer);
-      return n === null ? null : buffer.slice(0, n);
+      if (n === null) return null;
+      const chunk = buffer.slice(0, n);
+      if (n === buffer.length && n < SOCKET_READ_BUSY) buffer = new Uint8Array(SOCKET_READ_BUSY);
+      else if (n < SOCKET_READ_IDLE && buffer.length > SOCKET_READ_IDLE) {
+        buffer = new Uint8Array(SOCKET_READ_IDLE);
+      }
+      return chunk;
     },
     async write(bytes) {
       for (let done = 0; done < bytes.length;) done += await conn.write(bytes.subarray(done));
