@@ -811,6 +811,23 @@ Deno.test("oracle: random records, both directions, equal IndependentRecords (em
   assert.ok(bytesChecked > 70_000 + 1000, `${bytesChecked} bytes`);
 });
 
+Deno.test("oracle: record tags at every SHA-256 padding boundary and across the JavaScript/native split", () => {
+  // The MAC input of a msg is "msg\0" ‖ seq ‖ ciphertext: 12 + n bytes after the
+  // 64-byte pad. n = 0 … 200 crosses the 55/56/63/64-byte padding cases three
+  // times; 1000 … 1030 crosses the 1024-byte switch to node:crypto's SHA-256.
+  const { client, server } = vectorSessions(SECURE_VECTOR);
+  const up = new IndependentRecords(client.keySchedule, "client");
+  const lengths = [...Array(201).keys(), ...Array.from({ length: 31 }, (_, i) => 1000 + i)];
+  for (const length of lengths) {
+    const seq = client.nextSendSeq;
+    const text = "a".repeat(length);
+    const line = client.seal("msg", text);
+    assert.equal(line, up.seal("msg", seq, text), `a msg of ${length} bytes`);
+    assert.equal(server.open(line).text, text);
+  }
+  assert.equal(client.nextSendSeq, 232);
+});
+
 Deno.test("oracle: every record type's tag is HMAC-SHA-256 over UTF-8(type) ‖ 0x00 ‖ seq ‖ ciphertext", () => {
   const { client, server } = vectorSessions(SECURE_VECTOR);
   const sealers: Record<Role, IndependentRecords> = {

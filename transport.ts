@@ -425,6 +425,9 @@ export interface LineConnectionOptions {
   readonly peer?: string;
 }
 
+/** A batch this long is written at once instead of at the end of the turn. */
+const EAGER_WRITE_LINES = 8;
+
 /** Defaults of {@link LineConnectionOptions}. */
 export const LINK_DEFAULTS: Readonly<
   { writeTimeoutMs: number; maxQueuedLines: number; maxQueuedBytes: number }
@@ -519,8 +522,13 @@ export class LineConnection {
       this.#sealed = true;
       bounded(this.drain(), { ms: 1000 }).catch(() => {}).finally(() => this.close());
     }
-    // One write per turn: the pump starts after the current synchronous work.
-    this.#writing ??= Promise.resolve().then(() => this.#pump());
+    // Lines queued in one turn leave together: the pump starts after the
+    // current synchronous work, or at once when a batch is already full, so
+    // that the peer gets the first answers while the rest are being made.
+    if (this.#writing) return;
+    this.#writing = this.#queue.length >= EAGER_WRITE_LINES
+      ? this.#pump()
+      : Promise.resolve().then(() => this.#pump());
   }
 
   /** Bytes queued and not yet written (the write in flight included). */
