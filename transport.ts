@@ -425,9 +425,6 @@ export interface LineConnectionOptions {
   readonly peer?: string;
 }
 
-/** A batch this long is written at once instead of at the end of the turn. */
-const EAGER_WRITE_LINES = 8;
-
 /** Defaults of {@link LineConnectionOptions}. */
 export const LINK_DEFAULTS: Readonly<
   { writeTimeoutMs: number; maxQueuedLines: number; maxQueuedBytes: number }
@@ -523,12 +520,8 @@ export class LineConnection {
       bounded(this.drain(), { ms: 1000 }).catch(() => {}).finally(() => this.close());
     }
     // Lines queued in one turn leave together: the pump starts after the
-    // current synchronous work, or at once when a batch is already full, so
-    // that the peer gets the first answers while the rest are being made.
-    if (this.#writing) return;
-    this.#writing = this.#queue.length >= EAGER_WRITE_LINES
-      ? this.#pump()
-      : Promise.resolve().then(() => this.#pump());
+    // current synchronous work.
+    this.#writing ??= Promise.resolve().then(() => this.#pump());
   }
 
   /** Bytes queued and not yet written (the write in flight included). */
@@ -918,6 +911,9 @@ export interface ChannelOptions {
   readonly maxUnacked?: number;
 }
 
+/** Lines handled between two writes of their answers. */
+const ANSWER_SLICE = 8;
+
 /** How long what is queued may take to leave when a session ends. */
 const DRAIN_ON_CLOSE_MS = 1000;
 
@@ -1036,9 +1032,12 @@ export class Channel {
             : { reason: "closed" };
           break;
         }
-        for (const line of lines) {
-          if (this.#end || this.#stopped) break;
-          this.#receive(line, onEvent);
+        for (let i = 0; i < lines.length && !this.#end && !this.#stopped; i++) {
+          this.#receive(lines[i], onEvent);
+          // The answers to each slice of lines leave before the next slice is
+          // worked on: a socket write completes at once, so the peer reads
+          // them while we go on, instead of waiting for the whole chunk.
+          if ((i + 1) % ANSWER_SLICE === 0) await this.link.drain();
         }
         if (this.#stopped) this.#end ??= { reason: "local" };
       }
