@@ -29,6 +29,7 @@ import {
   Output,
   type ParsedCommand,
   parseFlags,
+  sentence,
   UsageError,
 } from "./console.ts";
 import { GROUPS, isTeachingGroup, ProtocolError, SECURE_CIPHER, SECURE_GROUP_NAMES } from "./dh.ts";
@@ -190,7 +191,7 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
       onOverdue: (entry) => log.error(`${entry.note} not acknowledged after ${seconds}`),
     });
   } catch (error) {
-    log.error(describeError(error));
+    log.error(sentence(describeError(error)));
     if (error instanceof ProtocolError && !error.fromPeer) await link.fail(error.message);
     link.close();
     return EXIT.FAILURE;
@@ -317,7 +318,10 @@ class Conversation {
   /** Reads input and sends it until it ends, `exit`, Ctrl-C or the session ends. */
   async #send(receiving: Promise<ChannelEnd>): Promise<InputEnd> {
     const ended = receiving.then(() => "session-ended" as const);
-    const interrupted = abortPromise(this.#settings.signal);
+    const interrupted = Promise.race([
+      abortPromise(this.#settings.signal),
+      abortPromise(this.#settings.forceSignal),
+    ]);
     const link = this.#channel.link;
     for (;;) {
       const next = await Promise.race([this.#nextLine(), ended, interrupted]);
@@ -413,10 +417,10 @@ class Conversation {
     const log = this.#log;
     let failed = false;
     if (end.reason === "error") {
-      log.error(describeError(end.error));
+      log.error(sentence(describeError(end.error)));
       failed = true;
     } else if (end.reason === "closed") {
-      log.error("server closed the connection without bye");
+      log.error("Server closed the connection without bye");
       failed = true;
     } else if (end.reason === "bye" && inputEnd === "session-ended") {
       log.info("Server ended the session");
@@ -425,14 +429,16 @@ class Conversation {
     if (pending.length > 0) {
       log.error(
         `${count(pending.length, "message")} not acknowledged by the server (seq ${
-          pending.join(", ")
+          pending.length <= 10
+            ? pending.join(", ")
+            : `${pending.slice(0, 9).join(", ")}, … ${pending.at(-1)}`
         })`,
       );
       failed = true;
     }
     if (this.#unsent > 0) {
       const n = `${this.#unsentAtLeast ? "at least " : ""}${count(this.#unsent, "input line")}`;
-      log.error(`${n} not sent: the session ended first`);
+      log.error(`${sentence(n)} not sent: the session ended first`);
       failed = true;
     }
     if (this.#refused > 0) {
@@ -529,7 +535,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     command = parseClientArgs(args);
   } catch (error) {
-    createLogger({ output }).error(`${describeError(error)} (see --help)`);
+    createLogger({ output }).error(`${sentence(describeError(error))} (see --help)`);
     output.flush();
     return EXIT.USAGE;
   }

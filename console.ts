@@ -190,8 +190,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     success: (m) => quiet || write(`${success} ${printable(m)}`, "stdout"),
     line: (m) => write(`${success} ${printable(m)}`, "stdout"),
     notice: (m) => write(`${info} ${printable(m)}`, "stdout"),
-    // Messages are often built from lower-case error texts: start the line upper-case.
-    error: (m) => write(`${error} ${printable(m.charAt(0).toUpperCase() + m.slice(1))}`, "stderr"),
+    error: (m) => write(`${error} ${printable(m)}`, "stderr"),
   };
 }
 
@@ -444,6 +443,11 @@ export function parseFlags(args: string[], extra: FlagSpec): Flags {
 // ───────────────────────────────────────────────────────────────────────────
 // 5. Descriptions
 // ───────────────────────────────────────────────────────────────────────────
+
+/** `text` with its first letter upper-case: error texts are written to follow a colon. */
+export function sentence(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
 
 /** "1 client", "2 clients". */
 export function count(n: number, noun: string): string {

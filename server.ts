@@ -28,6 +28,7 @@ import {
   Output,
   type ParsedCommand,
   parseFlags,
+  sentence,
   UsageError,
 } from "./console.ts";
 import {
@@ -376,7 +377,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         log.info(`Kicked ${result.member.name} (${result.member.address})`);
         return;
       case "refused":
-        log.error(result.reason);
+        log.error(sentence(result.reason));
         return;
       case "unknown":
         log.error(`Unknown command /${result.word}; commands: ${OPERATOR_COMMANDS}`);
@@ -569,7 +570,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     command = parseServerArgs(args);
   } catch (error) {
-    createLogger({ output }).error(`${describeError(error)} (see --help)`);
+    createLogger({ output }).error(`${sentence(describeError(error))} (see --help)`);
     output.flush();
     return EXIT.USAGE;
   }

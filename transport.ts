@@ -780,6 +780,7 @@ export class AckTracker {
   #overdueReported = -1; // highest seq reported overdue
   #timer: ReturnType<typeof setTimeout> | undefined;
   #waiters: (() => void)[] = [];
+  #stopped = false;
   readonly #timeoutMs: number;
   readonly #onOverdue: ((entry: PendingAck) => void) | undefined;
 
@@ -843,12 +844,14 @@ export class AckTracker {
    */
   async drained(bounds: Bounds = {}): Promise<boolean> {
     if (this.pending === 0) return true;
+    if (this.#stopped) return false; // the session is over: no ack can come
     const empty = new Promise<void>((resolve) => this.#waiters.push(resolve));
     return await bounded(empty, bounds).then(() => true, () => false);
   }
 
   /** Stops the overdue timer and releases waiters (the session is over). */
   stop(): void {
+    this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const wake of this.#waiters.splice(0)) wake();

@@ -21,6 +21,7 @@ import {
   type LoggerOptions,
   parseFlags,
   printable,
+  sentence,
   type Stream,
   UsageError,
 } from "../console.ts";
@@ -213,19 +214,23 @@ Deno.test("createLogger: every level escapes its message", () => {
   }
 });
 
-Deno.test("createLogger: prefixes, streams, and an upper-case start for errors", () => {
+Deno.test("createLogger: prefixes and streams; a message is printed as given (names keep their case)", () => {
   const { logger, lines } = capture();
   logger.info("working");
   logger.success("done");
+  logger.line("alice: hi");
   logger.notice("listening");
-  logger.error("connection refused");
-  logger.error("éclair");
+  logger.error("alice (memory:1): peer too far behind");
+  logger.error(sentence("connection refused"));
+  logger.error(sentence("éclair"));
   logger.error("");
   logger.error("\x1bsneaky");
   assert.deepEqual(lines, [
     ["[*] working", "stdout"],
     ["[+] done", "stdout"],
+    ["[+] alice: hi", "stdout"],
     ["[*] listening", "stdout"],
+    ["[!] alice (memory:1): peer too far behind", "stderr"],
     ["[!] Connection refused", "stderr"],
     ["[!] Éclair", "stderr"],
     ["[!] ", "stderr"],
@@ -239,9 +244,14 @@ Deno.test("createLogger: quiet drops info and success only", () => {
   assert.equal(logger.quiet, true);
   logger.info("hidden");
   logger.success("hidden too");
+  logger.line("bob: a line someone wrote");
   logger.notice("shown");
   logger.error("shown on stderr");
-  assert.deepEqual(lines, [["[*] shown", "stdout"], ["[!] Shown on stderr", "stderr"]]);
+  assert.deepEqual(lines, [
+    ["[+] bob: a line someone wrote", "stdout"],
+    ["[*] shown", "stdout"],
+    ["[!] shown on stderr", "stderr"],
+  ]);
 });
 
 Deno.test("createLogger: colour only when asked", () => {

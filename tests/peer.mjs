@@ -68,22 +68,34 @@ const randomPrivate = (p) => (fromHex(crypto.randomBytes(48).toString("hex")) % 
 
 class ProtocolError extends Error {} // we answer with an error frame
 class PeerError extends Error {} // the peer sent an error frame (or vanished): just close
-const fail = (msg) => { throw new ProtocolError(msg); };
+const fail = (msg) => {
+  throw new ProtocolError(msg);
+};
 
 // ignoreBOM keeps a leading U+FEFF as text instead of silently eating it.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 function decodeUtf8(buf, what) {
-  try { return utf8.decode(buf); } catch { fail(`invalid UTF-8 in ${what}`); }
+  try {
+    return utf8.decode(buf);
+  } catch {
+    fail(`invalid UTF-8 in ${what}`);
+  }
 }
 /** Wire integers: a JSON string of decimal digits only — no number, sign, hex, exponent, space. */
 const wireInt = (v, what) =>
   typeof v === "string" && /^[0-9]+$/.test(v) ? BigInt(v) : fail(`${what} is not a decimal string`);
-const checkPublic = (y, p, who) => y > 1n && y < p - 1n || fail(`${who} public key out of range (1 < Y < p-1)`);
-const be64 = (n) => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n)); return b; };
+const checkPublic = (y, p, who) =>
+  y > 1n && y < p - 1n || fail(`${who} public key out of range (1 < Y < p-1)`);
+const be64 = (n) => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+};
 
 /** Standard padded base64 (RFC 4648 §4) that re-encodes to itself, so no lax forms slip by. */
 function base64(value, what) {
-  const ok = typeof value === "string" && value.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(value);
+  const ok = typeof value === "string" && value.length % 4 === 0 &&
+    /^[A-Za-z0-9+/]*={0,2}$/.test(value);
   const buf = ok ? Buffer.from(value, "base64") : null;
   if (!buf || buf.toString("base64") !== value) fail(`${what} is not canonical base64`);
   return buf;
@@ -93,8 +105,14 @@ function base64(value, what) {
 function parseFrame(line) {
   const text = decodeUtf8(line, "frame");
   let frame;
-  try { frame = JSON.parse(text); } catch { fail("frame is not JSON"); }
-  if (frame === null || typeof frame !== "object" || Array.isArray(frame)) fail("frame is not an object");
+  try {
+    frame = JSON.parse(text);
+  } catch {
+    fail("frame is not JSON");
+  }
+  if (frame === null || typeof frame !== "object" || Array.isArray(frame)) {
+    fail("frame is not an object");
+  }
   if (frame.type === "error") throw new PeerError(`peer error: ${frame.message}`);
   // seq must be a JSON *integer*: JSON.parse turns 1.0 and 1e0 into 1, so look at the
   // number literals themselves (strings blanked first; seq is the only number we expect).
@@ -106,7 +124,10 @@ function parseFrame(line) {
 /** Call onLine(Buffer) per LF-terminated line (one CR before the LF dropped). */
 function readLines(socket, onLine, onError) {
   let parts = [], size = 0, dead = false;
-  const die = (err) => { dead = true; onError(err); };
+  const die = (err) => {
+    dead = true;
+    onError(err);
+  };
   socket.on("data", (chunk) => {
     while (!dead) {
       const lf = chunk.indexOf(10);
@@ -121,7 +142,11 @@ function readLines(socket, onLine, onError) {
       parts = [], size = 0, chunk = chunk.subarray(lf + 1);
       if (line.at(-1) === 13) line = line.subarray(0, -1);
       if (line.length > LIMIT) return die(new ProtocolError("line too long"));
-      try { if (onLine(line) === false) dead = true; } catch (err) { die(err); }
+      try {
+        if (onLine(line) === false) dead = true;
+      } catch (err) {
+        die(err);
+      }
     }
   });
 }
@@ -130,10 +155,15 @@ function readLines(socket, onLine, onError) {
 
 function schedule(z, p, helloLine, keyLine) {
   // th is over the exact line bytes (as sent / as received), each followed by one LF.
-  const th = crypto.createHash("sha256").update(Buffer.concat([helloLine, Buffer.from("\n"), keyLine, Buffer.from("\n")])).digest();
-  const okm = Buffer.from(crypto.hkdfSync("sha256", toBytes(z, byteLength(p)), th, "dhx/1 key schedule", 136));
+  const th = crypto.createHash("sha256").update(
+    Buffer.concat([helloLine, Buffer.from("\n"), keyLine, Buffer.from("\n")]),
+  ).digest();
+  const okm = Buffer.from(
+    crypto.hkdfSync("sha256", toBytes(z, byteLength(p)), th, "dhx/1 key schedule", 136),
+  );
   return {
-    th, okm,
+    th,
+    okm,
     fingerprint: okm.subarray(128, 136).toString("hex").toUpperCase().match(/.{4}/g).join("-"),
     c2s: { enc: okm.subarray(0, 32), mac: okm.subarray(32, 64) },
     s2c: { enc: okm.subarray(64, 96), mac: okm.subarray(96, 128) },
@@ -141,7 +171,10 @@ function schedule(z, p, helloLine, keyLine) {
   };
 }
 
-const RECEIVES = { client: ["ack", "chat", "notice", "ping", "pong", "bye"], server: ["msg", "ack", "ping", "pong", "bye"] };
+const RECEIVES = {
+  client: ["ack", "chat", "notice", "ping", "pong", "bye"],
+  server: ["msg", "ack", "ping", "pong", "bye"],
+};
 
 /** Record layer of one connection, from one side's point of view; also checks acks and pongs. */
 class Channel {
@@ -157,11 +190,17 @@ class Channel {
   crypt(keys, seq, data) {
     if (this.xor !== null) return Buffer.from(data.map((b) => b ^ this.xor));
     // Counter block: seq as 8 bytes big-endian, then 8 zero bytes (the low half counts blocks).
-    const c = crypto.createCipheriv("aes-256-ctr", keys.enc, Buffer.concat([be64(seq), Buffer.alloc(8)]));
+    const c = crypto.createCipheriv(
+      "aes-256-ctr",
+      keys.enc,
+      Buffer.concat([be64(seq), Buffer.alloc(8)]),
+    );
     return Buffer.concat([c.update(data), c.final()]);
   }
   mac(keys, type, seq, ct) { // HMAC over UTF-8(T) ‖ 0x00 ‖ seq (8 bytes BE) ‖ ciphertext
-    return crypto.createHmac("sha256", keys.mac).update(Buffer.concat([Buffer.from(type), Buffer.from([0]), be64(seq), ct])).digest();
+    return crypto.createHmac("sha256", keys.mac).update(
+      Buffer.concat([Buffer.from(type), Buffer.from([0]), be64(seq), ct]),
+    ).digest();
   }
   /** → the record's fields in the canonical order (callers re-order them for the wire). */
   seal(type, text) {
@@ -185,21 +224,33 @@ class Channel {
       if (tag.length !== 32 || !crypto.timingSafeEqual(tag, want)) fail("bad tag");
     } else if ("tag" in frame) fail("tag with xor8");
     this.recvSeq++;
-    if (!RECEIVES[this.role].includes(type)) fail(`record type ${JSON.stringify(type)} not allowed here`);
+    if (!RECEIVES[this.role].includes(type)) {
+      fail(`record type ${JSON.stringify(type)} not allowed here`);
+    }
     const text = decodeUtf8(this.crypt(this.in, seq, ct), `${type} plaintext`);
     if (type === "ack") {
       const oldest = this.unacked[0];
-      if (oldest === undefined || text !== String(oldest)) fail(`ack ${JSON.stringify(text)} is not for our oldest unacked (${oldest})`);
+      if (oldest === undefined || text !== String(oldest)) {
+        fail(`ack ${JSON.stringify(text)} is not for our oldest unacked (${oldest})`);
+      }
       this.unacked.shift();
     } else if (type === "pong") {
-      if (!this.pings.length || text !== this.pings[0]) fail("pong does not answer the oldest ping");
+      if (!this.pings.length || text !== this.pings[0]) {
+        fail("pong does not answer the oldest ping");
+      }
       this.pings.shift();
     } else if (type === "ping" && Buffer.byteLength(text) > 32) fail("ping longer than 32 bytes");
     else if (type === "bye" && text !== "") fail("bye with a plaintext");
     else if (type === "chat") {
       let c;
-      try { c = JSON.parse(text); } catch { fail("chat is not JSON"); }
-      if (typeof c?.from !== "string" || typeof c.text !== "string") fail("chat without from/text strings");
+      try {
+        c = JSON.parse(text);
+      } catch {
+        fail("chat is not JSON");
+      }
+      if (typeof c?.from !== "string" || typeof c.text !== "string") {
+        fail("chat without from/text strings");
+      }
       return { type, text, chat: { from: c.from, text: c.text } };
     }
     return { type, text };
@@ -210,12 +261,22 @@ class Channel {
 const reordered = (obj) => Object.fromEntries(Object.entries(obj).reverse());
 const wire = (obj) => JSON.stringify(reordered(obj));
 // (Returns nothing on purpose: readLines treats a handler's `false` as "stop reading".)
-const writeLine = (socket, line) => { if (!socket.destroyed) socket.write(line + "\r\n"); };
+const writeLine = (socket, line) => {
+  if (!socket.destroyed) socket.write(line + "\r\n");
+};
 // Frames in the order our spec examples use; `wire` re-orders them, the vectors check does not.
-const helloFields = (group, { p, g }, publicKey, cipher) =>
-  ({ type: "hello", protocol: "dhx/1", group, p: p.toString(), g: g.toString(), publicKey: publicKey.toString(), cipher });
+const helloFields = (group, { p, g }, publicKey, cipher) => ({
+  type: "hello",
+  protocol: "dhx/1",
+  group,
+  p: p.toString(),
+  g: g.toString(),
+  publicKey: publicKey.toString(),
+  cipher,
+});
 const keyFields = (publicKey) => ({ type: "key", publicKey: publicKey.toString() });
-const errorFrame = (socket, err) => writeLine(socket, wire({ type: "error", message: err.message }));
+const errorFrame = (socket, err) =>
+  writeLine(socket, wire({ type: "error", message: err.message }));
 const pingText = () => crypto.randomBytes(1 + crypto.randomInt(16)).toString("hex"); // ≤ 32 bytes, UTF-8
 
 // ───────────────────────────── client ─────────────────────────────
@@ -224,14 +285,24 @@ const pingText = () => crypto.randomBytes(1 + crypto.randomInt(16)).toString("he
 function acceptHello(hello, toy) {
   if (hello.type !== "hello") fail(`expected hello, got ${JSON.stringify(hello.type)}`);
   if (hello.protocol !== "dhx/1") fail(`unsupported protocol ${JSON.stringify(hello.protocol)}`);
-  const p = wireInt(hello.p, "p"), g = wireInt(hello.g, "g"), B = wireInt(hello.publicKey, "publicKey");
+  const p = wireInt(hello.p, "p"),
+    g = wireInt(hello.g, "g"),
+    B = wireInt(hello.publicKey, "publicKey");
   const known = hello.group === "toy" ? TOY : GROUPS[hello.group];
-  if (!toy && (hello.group === "toy" || !known)) fail(`refusing group ${JSON.stringify(hello.group)}`);
+  if (!toy && (hello.group === "toy" || !known)) {
+    fail(`refusing group ${JSON.stringify(hello.group)}`);
+  }
   if (!toy && hello.cipher !== SECURE) fail(`refusing cipher ${JSON.stringify(hello.cipher)}`);
-  if (hello.cipher !== SECURE && hello.cipher !== "xor8") fail(`unknown cipher ${JSON.stringify(hello.cipher)}`);
-  if (known && (known.p !== p || known.g !== g)) fail(`p or g differ from the ${hello.group} values`);
+  if (hello.cipher !== SECURE && hello.cipher !== "xor8") {
+    fail(`unknown cipher ${JSON.stringify(hello.cipher)}`);
+  }
+  if (known && (known.p !== p || known.g !== g)) {
+    fail(`p or g differ from the ${hello.group} values`);
+  }
   if (!known && hello.group !== "custom") fail(`unknown group ${JSON.stringify(hello.group)}`);
-  if (!known && (!isProbablePrime(p) || !(g > 1n && g < p - 1n))) fail("custom group with non-prime p or bad g");
+  if (!known && (!isProbablePrime(p) || !(g > 1n && g < p - 1n))) {
+    fail("custom group with non-prime p or bad g");
+  }
   checkPublic(B, p, "server");
   return { p, g, B };
 }
@@ -241,7 +312,14 @@ function runClient(args) {
   if (!Number.isInteger(port) || port <= 0) usage();
   const { toy, name, ping } = args;
   const waitMs = args.waitMs ?? null, expect = args.expectChats ?? null;
-  const summary = { fingerprint: null, acked: [], chats: [], notices: [], pongs: 0, serverBye: false };
+  const summary = {
+    fingerprint: null,
+    acked: [],
+    chats: [],
+    notices: [],
+    pongs: 0,
+    serverBye: false,
+  };
   const socket = net.connect(port, "127.0.0.1");
   let ch = null, done = false, lingered = waitMs === null || expect !== null, commands = 0;
   const timers = [];
@@ -260,13 +338,16 @@ function runClient(args) {
     setTimeout(() => process.exit(), 1000).unref();
   }
   const send = (type, text) => writeLine(socket, wire(ch.seal(type, text)));
-  const pending = () => [
-    ch.unacked.length && `${ch.unacked.length} msg(s) unacked`,
-    ch.pings.length && "ping unanswered",
-    // each command gets exactly one notice: don't say bye before they are all in
-    summary.notices.length < commands && `${commands - summary.notices.length} command notice(s) missing`,
-    expect !== null && summary.chats.length < expect && `expected ${expect} chats, got ${summary.chats.length}`,
-  ].filter(Boolean);
+  const pending = () =>
+    [
+      ch.unacked.length && `${ch.unacked.length} msg(s) unacked`,
+      ch.pings.length && "ping unanswered",
+      // each command gets exactly one notice: don't say bye before they are all in
+      summary.notices.length < commands &&
+      `${commands - summary.notices.length} command notice(s) missing`,
+      expect !== null && summary.chats.length < expect &&
+      `expected ${expect} chats, got ${summary.chats.length}`,
+    ].filter(Boolean);
   function maybeBye() {
     if (done || pending().length || !lingered) return;
     send("bye", "");
@@ -288,9 +369,16 @@ function runClient(args) {
       commands = msgs.filter((m) => m.startsWith("/") && !m.startsWith("//")).length;
       for (const m of msgs) send("msg", m);
       if (ping) send("ping", pingText());
-      if (!lingered) timers.push(setTimeout(() => { lingered = true; maybeBye(); }, waitMs));
+      if (!lingered) {
+        timers.push(setTimeout(() => {
+          lingered = true;
+          maybeBye();
+        }, waitMs));
+      }
       const deadline = expect !== null ? (waitMs ?? 10000) : (waitMs ?? 0) + 10000;
-      timers.push(setTimeout(() => finish(new ProtocolError(`timeout: ${pending().join(", ")}`)), deadline));
+      timers.push(
+        setTimeout(() => finish(new ProtocolError(`timeout: ${pending().join(", ")}`)), deadline),
+      );
       return maybeBye();
     }
     const unacked = ch.unacked[0];
@@ -299,14 +387,14 @@ function runClient(args) {
     else if (r.type === "chat") {
       send("ack", String(frame.seq)); // one ack per chat, in the order received
       summary.chats.push(r.chat);
-    }
-    else if (r.type === "notice") summary.notices.push(r.text);
+    } else if (r.type === "notice") summary.notices.push(r.text);
     else if (r.type === "ping") send("pong", r.text); // at once: nothing of ours is queued ahead
     else if (r.type === "pong") summary.pongs++;
     else if (r.type === "bye") {
       summary.serverBye = true;
       const left = pending();
-      return finish(left.length ? new PeerError(`server said bye with ${left.join(", ")}`) : null), false;
+      return finish(left.length ? new PeerError(`server said bye with ${left.join(", ")}`) : null),
+        false;
     }
     maybeBye();
   }, finish);
@@ -329,7 +417,9 @@ function runServer(args) {
   const lower = (s) => s.toLowerCase();
   const taken = (name, self) =>
     lower(name) === lower(opName) || live.some((c) => c !== self && lower(c.name) === lower(name));
-  const send = (c, type, text) => { if (!c.closed) writeLine(c.socket, wire(c.ch.seal(type, text))); };
+  const send = (c, type, text) => {
+    if (!c.closed) writeLine(c.socket, wire(c.ch.seal(type, text)));
+  };
   const others = (c, text) => { // room mode: join/leave/rename notices to everyone else
     if (room && !stopping) live.filter((o) => o !== c).forEach((o) => send(o, "notice", text));
   };
@@ -352,9 +442,17 @@ function runServer(args) {
   function command(c, text) {
     const sp = text.indexOf(" ");
     const word = sp < 0 ? text.slice(1) : text.slice(1, sp), arg = sp < 0 ? "" : text.slice(sp + 1);
-    if (word === "who") return send(c, "notice", `present: ${[opName, ...live.map((o) => o.name)].join(", ")}`);
+    if (word === "who") {
+      return send(
+        c,
+        "notice",
+        `present: ${[opName, ...live.map((o) => o.name)].join(", ")}`,
+      );
+    }
     if (word !== "name") return send(c, "notice", `unknown command /${word}; ${HELP}`);
-    if (!NAME_RE.test(arg)) return send(c, "notice", "name refused: use 1 to 24 characters from A-Z a-z 0-9 _ - .");
+    if (!NAME_RE.test(arg)) {
+      return send(c, "notice", "name refused: use 1 to 24 characters from A-Z a-z 0-9 _ - .");
+    }
     if (taken(arg, c)) return send(c, "notice", `name refused: ${arg} is already taken`);
     const old = c.name;
     c.name = c.s.name = arg;
@@ -370,14 +468,23 @@ function runServer(args) {
       if (r.text.startsWith("/") && !r.text.startsWith("//")) return command(c, r.text);
       const text = r.text.startsWith("//") ? r.text.slice(1) : r.text;
       console.error(`<${c.name}> ${text}`); // "shown at the server"
-      if (room) live.filter((o) => o !== c).forEach((o) => send(o, "chat", JSON.stringify({ text, from: c.name })));
+      if (room) {
+        live.filter((o) => o !== c).forEach((o) =>
+          send(o, "chat", JSON.stringify({ text, from: c.name }))
+        );
+      }
     } else if (r.type === "ack") c.s.ackedChats++;
     else if (r.type === "ping") send(c, "pong", r.text);
     else if (r.type === "pong") c.s.pongs++;
     else if (r.type === "bye") {
       // Our --say chats and --ping must have been answered; a relayed chat may cross a bye.
-      const missing = [c.s.ackedChats < says.length && "--say chat unacked", ping && !c.s.pongs && "--ping unanswered"];
-      const err = missing.some(Boolean) ? new PeerError(`client said bye with ${missing.filter(Boolean).join(", ")}`) : null;
+      const missing = [
+        c.s.ackedChats < says.length && "--say chat unacked",
+        ping && !c.s.pongs && "--ping unanswered",
+      ];
+      const err = missing.some(Boolean)
+        ? new PeerError(`client said bye with ${missing.filter(Boolean).join(", ")}`)
+        : null;
       return close(c, err), false;
     }
   }
@@ -388,7 +495,9 @@ function runServer(args) {
     if (stopping) return socket.destroy();
     sessions.push(s);
     const b = toy ? 3n : randomPrivate(group.p);
-    const helloLine = wire(helloFields(group.name, group, modpow(group.g, b, group.p), toy ? "xor8" : SECURE));
+    const helloLine = wire(
+      helloFields(group.name, group, modpow(group.g, b, group.p), toy ? "xor8" : SECURE),
+    );
     writeLine(socket, helloLine);
     readLines(socket, (line) => {
       if (c.closed) return false;
@@ -444,8 +553,17 @@ function runVectors(file) {
   let checks = 0, failures = 0;
   vectors.forEach((v, i) => {
     const bad = [];
-    const check = (label, got, want) => { checks++; if (got !== want) failures++, bad.push(label); };
-    const attempt = (label, fn) => { try { fn(); } catch (e) { checks++, failures++, bad.push(`${label}: ${e.message}`); } };
+    const check = (label, got, want) => {
+      checks++;
+      if (got !== want) failures++, bad.push(label);
+    };
+    const attempt = (label, fn) => {
+      try {
+        fn();
+      } catch (e) {
+        checks++, failures++, bad.push(`${label}: ${e.message}`);
+      }
+    };
     const hello = JSON.parse(v.helloLine), group = v.group === "toy" ? TOY : GROUPS[v.group];
     if (!group) return console.log(`#${i} ${v.group}: unknown group, FAIL`), failures++;
     check("p", group.p.toString(), hello.p), check("g", group.g.toString(), hello.g);
@@ -460,22 +578,46 @@ function runVectors(file) {
     // Lay our fields out in the vector's order: byte-exact when that is our order, and
     // still an exact comparison of every value when it is not.
     const inOrderOf = (obj, line) =>
-      JSON.stringify(Object.fromEntries(Object.keys({ ...JSON.parse(line), ...obj }).map((k) => [k, obj[k]])));
-    check("helloLine", inOrderOf(helloFields(v.group, { p, g }, B, v.cipher), v.helloLine), v.helloLine);
+      JSON.stringify(
+        Object.fromEntries(Object.keys({ ...JSON.parse(line), ...obj }).map((k) => [k, obj[k]])),
+      );
+    check(
+      "helloLine",
+      inOrderOf(helloFields(v.group, { p, g }, B, v.cipher), v.helloLine),
+      v.helloLine,
+    );
     check("keyLine", inOrderOf(keyFields(A), v.keyLine), v.keyLine);
     const s = schedule(Z, p, Buffer.from(v.helloLine), Buffer.from(v.keyLine));
     check("transcriptHash", s.th.toString("hex"), v.transcriptHashHex);
-    check("keySchedule", s.okm.toString("hex"), v.keyScheduleHex), check("fingerprint", s.fingerprint, v.fingerprint);
+    check("keySchedule", s.okm.toString("hex"), v.keyScheduleHex),
+      check("fingerprint", s.fingerprint, v.fingerprint);
     // Replay the records through a client and a server Channel: each side seals its own
     // records (must match byte for byte) and opens the other's (checking acks and pongs).
-    const side = { client: new Channel("client", s, v.cipher), server: new Channel("server", s, v.cipher) };
-    v.records.forEach((r, j) => attempt(`record ${j}`, () => {
-      const [from, to] = r.direction === "client->server" ? ["client", "server"] : ["server", "client"];
-      check(`record ${j} line`, JSON.stringify(side[from].seal(JSON.parse(r.line).type, r.plaintext)), r.line);
-      check(`record ${j} plaintext`, side[to].open(parseFrame(Buffer.from(r.line))).text, r.plaintext);
-    }));
+    const side = {
+      client: new Channel("client", s, v.cipher),
+      server: new Channel("server", s, v.cipher),
+    };
+    v.records.forEach((r, j) =>
+      attempt(`record ${j}`, () => {
+        const [from, to] = r.direction === "client->server"
+          ? ["client", "server"]
+          : ["server", "client"];
+        check(
+          `record ${j} line`,
+          JSON.stringify(side[from].seal(JSON.parse(r.line).type, r.plaintext)),
+          r.line,
+        );
+        check(
+          `record ${j} plaintext`,
+          side[to].open(parseFrame(Buffer.from(r.line))).text,
+          r.plaintext,
+        );
+      })
+    );
     const verdict = bad.length ? `FAIL: ${bad.join("; ")}` : "ok";
-    console.log(`#${i} ${v.group}/${v.cipher} ${s.fingerprint}: ${v.records.length} records, ${verdict}`);
+    console.log(
+      `#${i} ${v.group}/${v.cipher} ${s.fingerprint}: ${v.records.length} records, ${verdict}`,
+    );
   });
   console.log(`${vectors.length} vectors, ${checks} checks, ${failures} failed`);
   process.exit(failures ? 1 : 0);
@@ -484,9 +626,11 @@ function runVectors(file) {
 // ───────────────────────────── command line ─────────────────────────────
 
 function usage() {
-  console.error("usage: node tests/peer.mjs vectors FILE\n" +
-    "       node tests/peer.mjs client PORT [--toy] [--name NAME] [--wait-ms N] [--expect-chats N] [--ping] [--] [MESSAGE…]\n" +
-    "       node tests/peer.mjs server [--toy] [--room] [--name OPNAME] [--say TEXT]… [--ping]");
+  console.error(
+    "usage: node tests/peer.mjs vectors FILE\n" +
+      "       node tests/peer.mjs client PORT [--toy] [--name NAME] [--wait-ms N] [--expect-chats N] [--ping] [--] [MESSAGE…]\n" +
+      "       node tests/peer.mjs server [--toy] [--room] [--name OPNAME] [--say TEXT]… [--ping]",
+  );
   process.exit(2);
 }
 

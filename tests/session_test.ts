@@ -613,7 +613,7 @@ Deno.test("/kick NAME: that session ends with an error frame; the client exits 1
     const bystander = open();
     await serverLog.waitFor(/Session with memory:2/);
     server.operator("/kick nobody");
-    await serverLog.waitFor(/^\[!\] nobody called "nobody" is here$/);
+    await serverLog.waitFor(/^\[!\] Nobody called "nobody" is here$/);
     server.operator("/kick MALLORY");
     await serverLog.waitFor(/^\[\*\] Kicked mallory \(memory:1\)$/);
     await mallory.tap.until(() => mallory.tap.clientEnded, "the kicked client to close");
