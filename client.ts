@@ -29,6 +29,7 @@ import {
   Output,
   type ParsedCommand,
   parseFlags,
+  readCommand,
   sentence,
   UsageError,
 } from "./console.ts";
@@ -531,18 +532,8 @@ export function parseClientArgs(args: string[]): ClientCommand {
 /** The command-line entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const output = new Output();
-  let command: ClientCommand;
-  try {
-    command = parseClientArgs(args);
-  } catch (error) {
-    createLogger({ output }).error(`${sentence(describeError(error))} (see --help)`);
-    output.flush();
-    return EXIT.USAGE;
-  }
-  if (command.help) {
-    console.log(USAGE);
-    return EXIT.OK;
-  }
+  const command = readCommand(args, parseClientArgs, USAGE, output);
+  if (typeof command === "number") return command;
   // First Ctrl-C: leave as at the end of input; second: leave now.
   const leave = new AbortController();
   const force = new AbortController();

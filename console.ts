@@ -440,6 +440,30 @@ export function parseFlags(args: string[], extra: FlagSpec): Flags {
   return flags;
 }
 
+/**
+ * The start of both scripts' `main`: parses `args` with `parse`; prints a
+ * usage error (one `[!]` line) or the `--help` text. Returns the command to
+ * run, or the exit code when there is nothing to run.
+ */
+export function readCommand<T>(
+  args: string[],
+  parse: (args: string[]) => ParsedCommand<T>,
+  usage: string,
+  output: Output,
+): ParsedCommand<T> | number {
+  let command: ParsedCommand<T>;
+  try {
+    command = parse(args);
+  } catch (error) {
+    createLogger({ output }).error(`${sentence(describeError(error))} (see --help)`);
+    output.flush();
+    return EXIT.USAGE;
+  }
+  if (!command.help) return command;
+  console.log(usage);
+  return EXIT.OK;
+}
+
 // ───────────────────────────────────────────────────────────────────────────
 // 5. Descriptions
 // ───────────────────────────────────────────────────────────────────────────

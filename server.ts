@@ -28,6 +28,7 @@ import {
   Output,
   type ParsedCommand,
   parseFlags,
+  readCommand,
   sentence,
   UsageError,
 } from "./console.ts";
@@ -566,18 +567,8 @@ function maxLineFor(flags: Flags, group: DhGroup): number | undefined {
 /** The command-line entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const output = new Output();
-  let command: ServerCommand;
-  try {
-    command = parseServerArgs(args);
-  } catch (error) {
-    createLogger({ output }).error(`${sentence(describeError(error))} (see --help)`);
-    output.flush();
-    return EXIT.USAGE;
-  }
-  if (command.help) {
-    console.log(USAGE);
-    return EXIT.OK;
-  }
+  const command = readCommand(args, parseServerArgs, USAGE, output);
+  if (typeof command === "number") return command;
   const log = createLogger({ quiet: command.quiet, output });
   const options = command.options;
   let server: ServerHandle;
