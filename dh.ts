@@ -29,7 +29,7 @@
  * @module
  */
 
-import { type Cipheriv, createCipheriv, hash, hkdfSync, timingSafeEqual } from "node:crypto";
+import { type Cipheriv, createCipheriv, hash, timingSafeEqual } from "node:crypto";
 
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -351,8 +351,11 @@ const FOLDING_MIN_BITS = 2049;
 const REDUCER_CACHE_SIZE = 32;
 const COMB_CACHE_SIZE = 8;
 
-/** Comb teeth: 2^8 table entries, the exponent read 8 bits per step. */
-const COMB_TEETH = 8;
+/**
+ * Comb teeth: 2^10 table entries, the exponent read 10 bits per step (a
+ * 225-bit key: 24 squarings and 24 multiplications; 8 teeth took 32 of each).
+ */
+const COMB_TEETH = 10;
 
 /** Throws the RangeError of the modpow contract. */
 function checkModpowArgs(base: bigint, exponent: bigint, modulus: bigint): void {
@@ -495,13 +498,13 @@ export function modpowNaive(base: bigint, exponent: bigint, modulus: bigint): bi
 
 /** A fixed-base comb: entries[i] = ∏ base^(2^(j·spacing)) over the bits j of i. */
 interface CombTable {
-  /** Distance between teeth in exponent bits; covers exponents < 2^(8·spacing). */
+  /** Distance between teeth in exponent bits; covers exponents < 2^(teeth·spacing). */
   readonly spacing: number;
   /** 2^COMB_TEETH powers of the base. */
   readonly entries: readonly bigint[];
 }
 
-/** Builds the comb of `base` (reduced) for exponents of up to 8 · spacing bits. */
+/** Builds the comb of `base` (reduced) for exponents of up to teeth · spacing bits. */
 function buildComb(base: bigint, spacing: number, reduce: Reducer): CombTable {
   const teeth = [base]; // teeth[j] = base^(2^(j·spacing))
   for (let j = 1; j < COMB_TEETH; j++) {
@@ -518,15 +521,16 @@ function buildComb(base: bigint, spacing: number, reduce: Reducer): CombTable {
   return { spacing, entries };
 }
 
-const combs = new Map<string, CombTable>();
+/** Combs by modulus, then by base and spacing (bigints are compared by value). */
+const combs = new Map<bigint, Map<string, CombTable>>();
 
 /**
  * `base ** exponent mod modulus` like {@link modpow}, for a base used again
  * and again (a group's generator): the first call per modulus, base and
- * exponent size (rounded up to 64 bits) builds a comb of 256 powers of the
- * base (256 residues: 64 KiB at 2048 bits, 256 KiB at 8192); later calls
- * cost about bits/8 squarings and bits/8 multiplications. At most 8 combs
- * are kept, the oldest dropped first.
+ * exponent size (rounded up to a multiple of 80 bits) builds a comb of 1024
+ * powers of the base (256 KiB at 2048 bits, 1 MiB at 8192); later calls cost
+ * about bits/10 squarings and bits/10 multiplications. Combs for at most 8
+ * moduli are kept, the oldest dropped first.
  *
  * @param base any value ≥ 0 (reduced modulo `modulus` first)
  * @param exponent ≥ 0
@@ -538,10 +542,10 @@ export function fixedBaseModpow(base: bigint, exponent: bigint, modulus: bigint)
   const reduce = reducerFor(modulus);
   const bits = exponent.toString(2);
   const spacing = Math.ceil(bits.length / (COMB_TEETH * 8)) * 8;
-  const key = `${spacing}:${base.toString(16)}:${modulus.toString(16)}`;
+  const byBase = memoize(combs, modulus, COMB_CACHE_SIZE, () => new Map<string, CombTable>());
   const { entries } = memoize(
-    combs,
-    key,
+    byBase,
+    `${spacing}:${base}`,
     COMB_CACHE_SIZE,
     () => buildComb(base % modulus, spacing, reduce),
   );
@@ -845,6 +849,233 @@ export function sha256(data: Uint8Array | string): Uint8Array {
   return new Uint8Array(hash("sha256", data, "buffer"));
 }
 
+// SHA-256 (FIPS 180-4) for short HMAC inputs (record tags, the key schedule),
+// in JavaScript: one call
+// into native code costs more than hashing a few blocks here (measured: 1.5 µs
+// against 7–10 µs for a 100-byte tag). Longer inputs go to node:crypto. It is
+// constant-time by construction: additions, shifts and logic on 32-bit words,
+// no table indexed by secret data. dh_test.ts checks it against node:crypto.
+
+const SHA256_K = Int32Array.from([
+  0x428a2f98,
+  0x71374491,
+  0xb5c0fbcf,
+  0xe9b5dba5,
+  0x3956c25b,
+  0x59f111f1,
+  0x923f82a4,
+  0xab1c5ed5,
+  0xd807aa98,
+  0x12835b01,
+  0x243185be,
+  0x550c7dc3,
+  0x72be5d74,
+  0x80deb1fe,
+  0x9bdc06a7,
+  0xc19bf174,
+  0xe49b69c1,
+  0xefbe4786,
+  0x0fc19dc6,
+  0x240ca1cc,
+  0x2de92c6f,
+  0x4a7484aa,
+  0x5cb0a9dc,
+  0x76f988da,
+  0x983e5152,
+  0xa831c66d,
+  0xb00327c8,
+  0xbf597fc7,
+  0xc6e00bf3,
+  0xd5a79147,
+  0x06ca6351,
+  0x14292967,
+  0x27b70a85,
+  0x2e1b2138,
+  0x4d2c6dfc,
+  0x53380d13,
+  0x650a7354,
+  0x766a0abb,
+  0x81c2c92e,
+  0x92722c85,
+  0xa2bfe8a1,
+  0xa81a664b,
+  0xc24b8b70,
+  0xc76c51a3,
+  0xd192e819,
+  0xd6990624,
+  0xf40e3585,
+  0x106aa070,
+  0x19a4c116,
+  0x1e376c08,
+  0x2748774c,
+  0x34b0bcb5,
+  0x391c0cb3,
+  0x4ed8aa4a,
+  0x5b9cca4f,
+  0x682e6ff3,
+  0x748f82ee,
+  0x78a5636f,
+  0x84c87814,
+  0x8cc70208,
+  0x90befffa,
+  0xa4506ceb,
+  0xbef9a3f7,
+  0xc67178f2,
+]);
+const SHA256_IV = Int32Array.from([
+  0x6a09e667,
+  0xbb67ae85,
+  0x3c6ef372,
+  0xa54ff53a,
+  0x510e527f,
+  0x9b05688c,
+  0x1f83d9ab,
+  0x5be0cd19,
+]);
+
+/** Working memory of the SHA-256 functions (synchronous, so shared). */
+const sha256Schedule = new Int32Array(64);
+const sha256State = new Int32Array(8);
+const sha256Tail = new Uint8Array(128);
+
+/** Absorbs the 64-byte block at `offset` of `bytes` into `state`. */
+function sha256Block(state: Int32Array, bytes: Uint8Array, offset: number): void {
+  const w = sha256Schedule;
+  for (let i = 0; i < 16; i++, offset += 4) {
+    w[i] = (bytes[offset] << 24) | (bytes[offset + 1] << 16) | (bytes[offset + 2] << 8) |
+      bytes[offset + 3];
+  }
+  for (let i = 16; i < 64; i++) {
+    const x = w[i - 15];
+    const y = w[i - 2];
+    const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+    const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
+    w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
+  }
+  let [a, b, c, d, e, f, g, h] = state;
+  for (let i = 0; i < 64; i++) {
+    const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+    const t1 = (h + s1 + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i]) | 0;
+    const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+    const t2 = (s0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+    h = g;
+    g = f;
+    f = e;
+    e = (d + t1) | 0;
+    d = c;
+    c = b;
+    b = a;
+    a = (t1 + t2) | 0;
+  }
+  state[0] += a;
+  state[1] += b;
+  state[2] += c;
+  state[3] += d;
+  state[4] += e;
+  state[5] += f;
+  state[6] += g;
+  state[7] += h;
+}
+
+/**
+ * Writes into `out` the SHA-256 of one 64-byte block already absorbed into
+ * `start` (an HMAC pad) followed by `data`.
+ */
+function sha256AfterBlock(start: Int32Array, data: Uint8Array, out: Uint8Array): void {
+  const state = sha256State;
+  state.set(start);
+  const whole = data.length - (data.length % 64);
+  for (let offset = 0; offset < whole; offset += 64) sha256Block(state, data, offset);
+  // Padding: 0x80, zeros, and the bit length of everything hashed (pad block included).
+  const rest = data.length - whole;
+  const tail = sha256Tail;
+  const end = rest < 56 ? 64 : 128;
+  tail.fill(0, 0, end);
+  tail.set(data.subarray(whole));
+  tail[rest] = 0x80;
+  const bits = (64 + data.length) * 8;
+  new DataView(tail.buffer).setUint32(end - 8, Math.floor(bits / 2 ** 32));
+  new DataView(tail.buffer).setUint32(end - 4, bits >>> 0);
+  sha256Block(state, tail, 0);
+  if (end === 128) sha256Block(state, tail, 64);
+  const view = new DataView(out.buffer, out.byteOffset);
+  for (let i = 0; i < 8; i++) view.setInt32(i * 4, state[i]);
+}
+
+/** Inputs longer than this are hashed by node:crypto (measured crossover). */
+const JS_SHA256_MAX = 1024;
+
+/**
+ * HMAC-SHA-256 (RFC 2104): H(opad ‖ H(ipad ‖ m)). The hash states after each
+ * pad are kept, so a short tag costs three SHA-256 blocks.
+ */
+class HmacSha256 {
+  readonly #innerPad = new Uint8Array(64);
+  readonly #outerPad = new Uint8Array(96); // opad ‖ room for the inner hash
+  readonly #innerStart = SHA256_IV.slice();
+  readonly #outerStart = SHA256_IV.slice();
+
+  constructor(key: Uint8Array) {
+    const block = new Uint8Array(64); // keys up to the block size are zero-padded
+    block.set(key.length > 64 ? sha256(key) : key);
+    for (let i = 0; i < 64; i++) {
+      this.#innerPad[i] = block[i] ^ 0x36;
+      this.#outerPad[i] = block[i] ^ 0x5c;
+    }
+    sha256Block(this.#innerStart, this.#innerPad, 0);
+    sha256Block(this.#outerStart, this.#outerPad, 0);
+  }
+
+  /** The tag of `message`. */
+  digest(message: Uint8Array): Uint8Array {
+    const input = new Uint8Array(64 + message.length);
+    input.set(message, 64);
+    return this.digestAfterPad(input);
+  }
+
+  /**
+   * The tag of the message in `input` after its first 64 bytes (room the
+   * native path uses for the pad): no copy of the message is made.
+   */
+  digestAfterPad(input: Uint8Array): Uint8Array {
+    const tag = new Uint8Array(32);
+    if (input.length - 64 > JS_SHA256_MAX) {
+      input.set(this.#innerPad);
+      this.#outerPad.set(hash("sha256", input, "buffer"), 64);
+      tag.set(hash("sha256", this.#outerPad, "buffer"));
+      return tag;
+    }
+    const inner = this.#outerPad.subarray(64);
+    sha256AfterBlock(this.#innerStart, input.subarray(64), inner);
+    sha256AfterBlock(this.#outerStart, inner, tag);
+    return tag;
+  }
+}
+
+/**
+ * HKDF-SHA-256 (RFC 5869): extract PRK = HMAC(salt, IKM), then expand
+ * T(i) = HMAC(PRK, T(i − 1) ‖ info ‖ i) until `length` bytes.
+ */
+function hkdfSha256(
+  ikm: Uint8Array,
+  salt: Uint8Array,
+  info: Uint8Array,
+  length: number,
+): Uint8Array {
+  const expand = new HmacSha256(new HmacSha256(salt).digest(ikm));
+  const out = new Uint8Array(length);
+  let block: Uint8Array = new Uint8Array(0);
+  for (let i = 1, offset = 0; offset < length; i++, offset += 32) {
+    const input = new Uint8Array(block.length + info.length + 1);
+    input.set(block);
+    input.set(info, block.length);
+    input[input.length - 1] = i;
+    block = expand.digest(input);
+    out.set(block.subarray(0, Math.min(32, length - offset)), offset);
+  }
+  return out;
+}
+
 /**
  * The transcript hash th = SHA-256(helloLine ‖ LF ‖ keyLine ‖ LF) over the
  * lines exactly as sent, without their terminators.
@@ -864,9 +1095,7 @@ export function deriveKeySchedule(
   th: Uint8Array,
 ): Uint8Array {
   const ikm = bigintToBytes(sharedSecret, group.byteLength);
-  return new Uint8Array(
-    hkdfSync("sha256", ikm, th, KEY_SCHEDULE_INFO, KEY_SCHEDULE_LENGTH),
-  );
+  return hkdfSha256(ikm, th, KEY_SCHEDULE_INFO, KEY_SCHEDULE_LENGTH);
 }
 
 /** Formats 8 bytes as the fingerprint `90B9-A4D2-25F0-BE47`. */
@@ -1122,201 +1351,6 @@ function scratchBytes(length: number): Uint8Array {
   if (length > 65_536) return new Uint8Array(length);
   if (scratch.length < length) scratch = new Uint8Array(Math.max(length, scratch.length * 2));
   return scratch;
-}
-
-// SHA-256 (FIPS 180-4) for the HMAC of short records, in JavaScript: one call
-// into native code costs more than hashing a few blocks here (measured: 1.5 µs
-// against 7–10 µs for a 100-byte tag). Longer inputs go to node:crypto. It is
-// constant-time by construction: additions, shifts and logic on 32-bit words,
-// no table indexed by secret data. dh_test.ts checks it against node:crypto.
-
-const SHA256_K = Int32Array.from([
-  0x428a2f98,
-  0x71374491,
-  0xb5c0fbcf,
-  0xe9b5dba5,
-  0x3956c25b,
-  0x59f111f1,
-  0x923f82a4,
-  0xab1c5ed5,
-  0xd807aa98,
-  0x12835b01,
-  0x243185be,
-  0x550c7dc3,
-  0x72be5d74,
-  0x80deb1fe,
-  0x9bdc06a7,
-  0xc19bf174,
-  0xe49b69c1,
-  0xefbe4786,
-  0x0fc19dc6,
-  0x240ca1cc,
-  0x2de92c6f,
-  0x4a7484aa,
-  0x5cb0a9dc,
-  0x76f988da,
-  0x983e5152,
-  0xa831c66d,
-  0xb00327c8,
-  0xbf597fc7,
-  0xc6e00bf3,
-  0xd5a79147,
-  0x06ca6351,
-  0x14292967,
-  0x27b70a85,
-  0x2e1b2138,
-  0x4d2c6dfc,
-  0x53380d13,
-  0x650a7354,
-  0x766a0abb,
-  0x81c2c92e,
-  0x92722c85,
-  0xa2bfe8a1,
-  0xa81a664b,
-  0xc24b8b70,
-  0xc76c51a3,
-  0xd192e819,
-  0xd6990624,
-  0xf40e3585,
-  0x106aa070,
-  0x19a4c116,
-  0x1e376c08,
-  0x2748774c,
-  0x34b0bcb5,
-  0x391c0cb3,
-  0x4ed8aa4a,
-  0x5b9cca4f,
-  0x682e6ff3,
-  0x748f82ee,
-  0x78a5636f,
-  0x84c87814,
-  0x8cc70208,
-  0x90befffa,
-  0xa4506ceb,
-  0xbef9a3f7,
-  0xc67178f2,
-]);
-const SHA256_IV = Int32Array.from([
-  0x6a09e667,
-  0xbb67ae85,
-  0x3c6ef372,
-  0xa54ff53a,
-  0x510e527f,
-  0x9b05688c,
-  0x1f83d9ab,
-  0x5be0cd19,
-]);
-
-/** Working memory of the SHA-256 functions (synchronous, so shared). */
-const sha256Schedule = new Int32Array(64);
-const sha256State = new Int32Array(8);
-const sha256Tail = new Uint8Array(128);
-
-/** Absorbs the 64-byte block at `offset` of `bytes` into `state`. */
-function sha256Block(state: Int32Array, bytes: Uint8Array, offset: number): void {
-  const w = sha256Schedule;
-  for (let i = 0; i < 16; i++, offset += 4) {
-    w[i] = (bytes[offset] << 24) | (bytes[offset + 1] << 16) | (bytes[offset + 2] << 8) |
-      bytes[offset + 3];
-  }
-  for (let i = 16; i < 64; i++) {
-    const x = w[i - 15];
-    const y = w[i - 2];
-    const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
-    const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
-    w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
-  }
-  let [a, b, c, d, e, f, g, h] = state;
-  for (let i = 0; i < 64; i++) {
-    const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-    const t1 = (h + s1 + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i]) | 0;
-    const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-    const t2 = (s0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
-    h = g;
-    g = f;
-    f = e;
-    e = (d + t1) | 0;
-    d = c;
-    c = b;
-    b = a;
-    a = (t1 + t2) | 0;
-  }
-  state[0] += a;
-  state[1] += b;
-  state[2] += c;
-  state[3] += d;
-  state[4] += e;
-  state[5] += f;
-  state[6] += g;
-  state[7] += h;
-}
-
-/**
- * Writes into `out` the SHA-256 of one 64-byte block already absorbed into
- * `start` (an HMAC pad) followed by `data`.
- */
-function sha256AfterBlock(start: Int32Array, data: Uint8Array, out: Uint8Array): void {
-  const state = sha256State;
-  state.set(start);
-  const whole = data.length - (data.length % 64);
-  for (let offset = 0; offset < whole; offset += 64) sha256Block(state, data, offset);
-  // Padding: 0x80, zeros, and the bit length of everything hashed (pad block included).
-  const rest = data.length - whole;
-  const tail = sha256Tail;
-  const end = rest < 56 ? 64 : 128;
-  tail.fill(0, 0, end);
-  tail.set(data.subarray(whole));
-  tail[rest] = 0x80;
-  const bits = (64 + data.length) * 8;
-  new DataView(tail.buffer).setUint32(end - 8, Math.floor(bits / 2 ** 32));
-  new DataView(tail.buffer).setUint32(end - 4, bits >>> 0);
-  sha256Block(state, tail, 0);
-  if (end === 128) sha256Block(state, tail, 64);
-  const view = new DataView(out.buffer, out.byteOffset);
-  for (let i = 0; i < 8; i++) view.setInt32(i * 4, state[i]);
-}
-
-/** Inputs longer than this are hashed by node:crypto (measured crossover). */
-const JS_SHA256_MAX = 1024;
-
-/**
- * HMAC-SHA-256 (RFC 2104): H(opad ‖ H(ipad ‖ m)). The hash states after each
- * pad are kept, so a short tag costs three SHA-256 blocks.
- */
-class HmacSha256 {
-  readonly #innerPad = new Uint8Array(64);
-  readonly #outerPad = new Uint8Array(96); // opad ‖ room for the inner hash
-  readonly #innerStart = SHA256_IV.slice();
-  readonly #outerStart = SHA256_IV.slice();
-
-  constructor(key: Uint8Array) {
-    const block = new Uint8Array(64); // keys up to the block size are zero-padded
-    block.set(key.length > 64 ? sha256(key) : key);
-    for (let i = 0; i < 64; i++) {
-      this.#innerPad[i] = block[i] ^ 0x36;
-      this.#outerPad[i] = block[i] ^ 0x5c;
-    }
-    sha256Block(this.#innerStart, this.#innerPad, 0);
-    sha256Block(this.#outerStart, this.#outerPad, 0);
-  }
-
-  /**
-   * The tag of the message in `input` after its first 64 bytes (room the
-   * native path uses for the pad).
-   */
-  digestAfterPad(input: Uint8Array): Uint8Array {
-    const tag = new Uint8Array(32);
-    if (input.length - 64 > JS_SHA256_MAX) {
-      input.set(this.#innerPad);
-      this.#outerPad.set(hash("sha256", input, "buffer"), 64);
-      tag.set(hash("sha256", this.#outerPad, "buffer"));
-      return tag;
-    }
-    const inner = this.#outerPad.subarray(64);
-    sha256AfterBlock(this.#innerStart, input.subarray(64), inner);
-    sha256AfterBlock(this.#outerStart, inner, tag);
-    return tag;
-  }
 }
 
 /**
