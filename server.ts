@@ -300,9 +300,10 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         options.onMessage?.({ peer, name, seq: event.seq, text: event.text });
         if (log.quiet) return;
         if (result.kind === "chat") log.success(`${name} (${peer}): ${result.text}`);
-        else if (result.kind === "renamed") log.info(`${peer}: ${result.from} is now ${result.to}`);
-        else if (result.kind === "refused") {
-          log.info(`${peer} (${name}): name refused: ${result.reason}`);
+        else if (result.kind === "renamed") {
+          log.info(`${result.from} (${peer}) is now ${result.to}`);
+        } else if (result.kind === "refused") {
+          log.info(`${name} (${peer}): name refused: ${result.reason}`);
         } else log.info(`${name} (${peer}) sent /${result.kind === "who" ? "who" : result.word}`);
       });
       room.leave(member);

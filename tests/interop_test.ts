@@ -466,7 +466,7 @@ Deno.test({
       const { proc: server, port } = await spawnServer(["--room"]);
       await using _server = server;
       const listener = peerClient(port, ["--name", "listener", "--expect-chats", "1"]);
-      await server.waitFor(/^\[\*\] 127\.0\.0\.1:\d+: guest1 is now listener$/m);
+      await server.waitFor(/^\[\*\] guest1 \(127\.0\.0\.1:\d+\) is now listener$/m);
       const { code, summary } = await peerClient(port, ["--name", "talker", "--", "relayed"]);
       assert.equal(code, 0, JSON.stringify(summary));
       const heard = await listener;
