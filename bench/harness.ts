@@ -1,8 +1,9 @@
 /**
- * What bench/load.ts and bench/room.ts share: starting and stopping server
- * processes, reading their CPU time and memory from /proc, driving the Node
- * load generators (bench/loadgen.mjs), statistics, markdown tables and the
- * facts of the machine.
+ * What bench/load.ts and bench/room.ts share: the command-line entry (usage
+ * errors, help, starting and stopping the helpers), starting and stopping
+ * server processes, reading their CPU time and memory from /proc, measuring a
+ * phase, driving the Node load generators (bench/loadgen.mjs), statistics,
+ * markdown tables, the report's header and the facts of the machine.
  *
  * Only `deno` and `node` are run, and /proc is read through one of those
  * (bench/procfs.mjs), so the one permission is `--allow-run=deno,node`.
@@ -111,6 +112,44 @@ export async function settledCpuMs(pid: number, quietMs = 60, maxMs = 2000): Pro
     if (now !== last) [last, lastChange] = [now, performance.now()];
   }
   return last;
+}
+
+/** A generator phase with the server's CPU read before and after it. */
+export interface Phase<T> {
+  result: T;
+  /** Wall time of the phase, ms. */
+  wallMs: number;
+  /** Server CPU ms over the phase, including the work it finishes after the last answer. */
+  serverCpuMs: number;
+  /** Server CPU / wall time of the phase, % of one core. */
+  serverCpuPct: number;
+  /** CPU that other processes used during the phase, % of one core (10 ms ticks: ±a few %). */
+  otherCpuPct: number;
+}
+
+/**
+ * Runs `work` (a generator phase) and measures what the server `pid` and the
+ * rest of the machine spent on it meanwhile.
+ */
+export async function measured<T extends GenStats>(
+  pid: number,
+  work: () => Promise<T>,
+): Promise<Phase<T>> {
+  const [cpu0, busy0] = [await cpuMs(pid), await machineBusyMs()];
+  const t0 = performance.now();
+  const result = await work();
+  const wallMs = performance.now() - t0;
+  const [cpuAtAnswer, busy1] = [await cpuMs(pid), await machineBusyMs()];
+  const cpu1 = await settledCpuMs(pid);
+  // What neither the server nor the generators used: other processes (and this one).
+  const otherMs = busy1 - busy0 - (cpuAtAnswer - cpu0) - result.genCpuMs;
+  return {
+    result,
+    wallMs,
+    serverCpuMs: cpu1 - cpu0,
+    serverCpuPct: (100 * (cpuAtAnswer - cpu0)) / wallMs,
+    otherCpuPct: Math.max(0, (100 * otherMs) / wallMs),
+  };
 }
 
 /** The "Max open files" limits of process `pid`, from /proc/PID/limits. */
@@ -318,6 +357,37 @@ export async function serverFlags(serverDir: string): Promise<Set<string>> {
   clearTimeout(timer);
   const help = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
   return new Set(help.match(/--[a-z][a-z-]+/g) ?? []);
+}
+
+/**
+ * The dhx server (`deno run --allow-net server.ts --port 0 --quiet …`) with
+ * `args`, then the user's flags; `auto` flags are set only where this
+ * server.ts has them (`supported`, from {@link serverFlags}) and the user did
+ * not give them.
+ */
+export function dhxServer(
+  options: { serverDir: string; dhxFlags: string[] },
+  supported: Set<string>,
+  auto: [flag: string, value: string][],
+  args: string[] = [],
+): ServerSpec {
+  const given = new Set(options.dhxFlags.map((flag) => flag.split("=")[0]));
+  return {
+    name: "dhx",
+    command: "deno",
+    args: [
+      "run",
+      "--allow-net",
+      "server.ts",
+      "--port",
+      "0",
+      "--quiet",
+      ...args,
+      ...auto.filter(([flag]) => supported.has(flag) && !given.has(flag)).flat(),
+      ...options.dhxFlags,
+    ],
+    cwd: options.serverDir,
+  };
 }
 
 /** `deno --version`'s first line and V8's version. */
@@ -758,4 +828,56 @@ export function describeMachine(facts: MachineFacts): string {
     } GiB, Linux ${facts.kernel}`,
     `Runtimes: ${facts.deno}; Node ${facts.node} (OpenSSL ${facts.openssl}); load average before: ${facts.loadAverageBefore}`,
   ].join("\n");
+}
+
+/** The first lines of a report: its title, the command, the machine, then `more`. */
+export function reportHeader(
+  title: string,
+  command: string,
+  facts: MachineFacts,
+  more: string[],
+): string[] {
+  return [`# ${title}`, ``, `Command: ${command}`, describeMachine(facts), ...more];
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// The command line
+// ───────────────────────────────────────────────────────────────────────────
+
+/** A bad command line: printed as one `[!]` line, exit code 2. */
+export class UsageError extends Error {}
+
+/**
+ * The entry point of a benchmark: parses `args` (printing `usage` for --help,
+ * one line and exit 2 for a {@link UsageError}), starts the /proc reader and
+ * the load generators, runs `benchmark`, and always stops them again.
+ * Returns the exit code.
+ */
+export async function benchmarkMain<O extends { generators: number }>(
+  args: string[],
+  usage: string,
+  parse: (args: string[]) => O | "help",
+  benchmark: (options: O, gen: GeneratorPool) => Promise<number>,
+): Promise<number> {
+  let options: O;
+  try {
+    const parsed = parse(args);
+    if (parsed === "help") {
+      console.log(usage);
+      return 0;
+    }
+    options = parsed;
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`[!] ${error.message} (see --help)`);
+    return 2;
+  }
+  await startProcReader();
+  const gen = await GeneratorPool.start(options.generators);
+  try {
+    return await benchmark(options, gen);
+  } finally {
+    await gen.stop();
+    await stopProcReader();
+  }
 }

@@ -38,29 +38,29 @@
 import { parseArgs } from "node:util";
 import {
   BENCH_DIR,
+  benchmarkMain,
   commandLine,
-  cpuMs,
-  describeMachine,
+  dhxServer,
   fmt,
   fmtSpread,
   GeneratorPool,
   type GenStats,
   loadAverage,
-  machineBusyMs,
   machineFacts,
   markdownTable,
+  measured as measuredPhase,
   memory,
   openFileLimit,
   percentile,
+  type Phase,
+  reportHeader,
   serverFlags,
   ServerProcess,
   type ServerSpec,
   ServerStartError,
-  settledCpuMs,
   spread,
-  startProcReader,
-  stopProcReader,
   type TrafficResult,
+  UsageError,
 } from "./harness.ts";
 
 const USAGE = `Usage: deno run --allow-run=deno,node bench/load.ts [options] [-- DHX_SERVER_FLAGS]
@@ -128,8 +128,6 @@ interface Options {
   /** Which of clients/idle the user set (a too-low fd limit is then an error, not a cut). */
   explicit: Set<string>;
 }
-
-class UsageError extends Error {}
 
 function positiveInt(name: string, text: string | undefined, fallback: number, min = 1): number {
   if (text === undefined) return fallback;
@@ -268,34 +266,15 @@ async function fitToFileLimit(
 // Servers
 // ───────────────────────────────────────────────────────────────────────────
 
-/** server.ts flags that the benchmark sets high when the server has them. */
-function autoDhxFlags(supported: Set<string>, options: Options): string[] {
-  const given = new Set(options.dhxFlags.map((flag) => flag.split("=")[0]));
+/** The three servers; dhx with the flags it has (`supported`) set high. */
+function serverSpecs(options: Options, supported: Set<string>): Record<ServerName, ServerSpec> {
   const sessions = Math.max(options.clients, options.idle, options.hsConcurrency) + 64;
   const auto: [string, string][] = [
     ["--max-clients", String(Math.min(100_000, sessions))],
     ["--max-per-address", "100000"],
   ];
-  return auto.filter(([flag]) => supported.has(flag) && !given.has(flag)).flat();
-}
-
-function serverSpecs(options: Options, dhxAuto: string[]): Record<ServerName, ServerSpec> {
   return {
-    dhx: {
-      name: "dhx",
-      command: "deno",
-      args: [
-        "run",
-        "--allow-net",
-        "server.ts",
-        "--port",
-        "0",
-        "--quiet",
-        ...dhxAuto,
-        ...options.dhxFlags,
-      ],
-      cwd: options.serverDir,
-    },
+    dhx: dhxServer(options, supported, auto),
     plain: {
       name: "plain",
       command: "deno",
@@ -323,33 +302,11 @@ interface Run {
   problems: string[];
 }
 
-/** A generator phase with the server's CPU read before and after it. */
-interface Phase<T> {
-  result: T;
-  /** Server CPU ms over the phase, including the work it finishes after the last answer. */
-  serverCpuMs: number;
-  /** Server CPU / wall time of the phase, % of one core. */
-  serverCpuPct: number;
-  /** CPU that other processes used during the phase, % of one core (10 ms ticks: ±a few %). */
-  otherCpuPct: number;
-}
-
+/** A measured phase of `run` (harness's `measured`); its errors go to the run's problems. */
 async function measured<T extends GenStats>(run: Run, work: () => Promise<T>): Promise<Phase<T>> {
-  const [cpu0, busy0] = [await cpuMs(run.server.pid), await machineBusyMs()];
-  const t0 = performance.now();
-  const result = await work();
-  const wall = performance.now() - t0;
-  const [cpuAtAnswer, busy1] = [await cpuMs(run.server.pid), await machineBusyMs()];
-  const cpu1 = await settledCpuMs(run.server.pid);
-  for (const sample of result.errors.samples) run.problems.push(sample);
-  // What neither the server nor the generators used: other processes (and this one).
-  const otherMs = busy1 - busy0 - (cpuAtAnswer - cpu0) - result.genCpuMs;
-  return {
-    result,
-    serverCpuMs: cpu1 - cpu0,
-    serverCpuPct: (100 * (cpuAtAnswer - cpu0)) / wall,
-    otherCpuPct: Math.max(0, (100 * otherMs) / wall),
-  };
+  const phase = await measuredPhase(run.server.pid, work);
+  for (const sample of phase.result.errors.samples) run.problems.push(sample);
+  return phase;
 }
 
 /** JIT, group tables, TLS contexts: a few sessions and messages before measuring. */
@@ -366,8 +323,27 @@ async function warmUp(run: Run): Promise<void> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function latencyMetrics(result: GenStats): Metrics {
-  return { p50: percentile(result.latencies, 50), p99: percentile(result.latencies, 99) };
+/** The CPU shares and latencies of a phase. */
+function phaseMetrics(phase: Phase<GenStats>): Metrics {
+  return {
+    serverCpuPct: phase.serverCpuPct,
+    genCpuPct: phase.result.genCpuPct,
+    otherCpuPct: phase.otherCpuPct,
+    p50: percentile(phase.result.latencies, 50),
+    p99: percentile(phase.result.latencies, 99),
+  };
+}
+
+/** A measured traffic phase on the sessions open: `messages` each, at most `window` unacked. */
+function measuredTraffic(
+  run: Run,
+  messages: number,
+  window: number,
+): Promise<Phase<TrafficResult>> {
+  return measured(
+    run,
+    () => run.gen.held<TrafficResult>({ cmd: "traffic", messages, window, size: run.options.size }),
+  );
 }
 
 /** Case a: handshake loops. */
@@ -385,10 +361,7 @@ async function caseHandshakes(run: Run): Promise<Metrics> {
     sessions: completed,
     sessionsPerSec: completed / (wallMs / 1000),
     serverCpuMsPerSession: phase.serverCpuMs / completed,
-    serverCpuPct: phase.serverCpuPct,
-    genCpuPct: phase.result.genCpuPct,
-    otherCpuPct: phase.otherCpuPct,
-    ...latencyMetrics(phase.result),
+    ...phaseMetrics(phase),
     failed: errors.count,
   };
 }
@@ -397,13 +370,7 @@ async function caseHandshakes(run: Run): Promise<Metrics> {
 async function casePipeline(run: Run): Promise<Metrics> {
   const { gen, target, options } = run;
   await gen.open({ target, count: 1, concurrency: 1 });
-  const phase = await measured(run, () =>
-    gen.held<TrafficResult>({
-      cmd: "traffic",
-      messages: options.pipeline,
-      window: options.pipelineWindow,
-      size: options.size,
-    }));
+  const phase = await measuredTraffic(run, options.pipeline, options.pipelineWindow);
   await gen.held({ cmd: "close" });
   return trafficMetrics(phase);
 }
@@ -413,10 +380,7 @@ function trafficMetrics(phase: Phase<TrafficResult>): Metrics {
   return {
     msgsPerSec: acked / (wallMs / 1000),
     serverCpuUsPerMsg: (1000 * phase.serverCpuMs) / acked,
-    serverCpuPct: phase.serverCpuPct,
-    genCpuPct: phase.result.genCpuPct,
-    otherCpuPct: phase.otherCpuPct,
-    ...latencyMetrics(phase.result),
+    ...phaseMetrics(phase),
     lost,
     stalled: phase.result.stalled ? 1 : 0,
   };
@@ -429,13 +393,7 @@ async function caseMany(run: Run): Promise<Metrics> {
     run,
     () => gen.open({ target, count: options.clients, concurrency: 64, size: options.size }),
   );
-  const phase = await measured(run, () =>
-    gen.held<TrafficResult>({
-      cmd: "traffic",
-      messages: options.messages,
-      window: options.window,
-      size: options.size,
-    }));
+  const phase = await measuredTraffic(run, options.messages, options.window);
   const peak = (await memory(run.server.pid)).peak;
   await gen.held({ cmd: "close" });
   const { opened, wallMs } = opening.result;
@@ -589,46 +547,42 @@ interface Column {
   digits?: number;
 }
 
+const MIB = 1 / 1048576;
+const SESSION_RATE: Column = { header: "sessions/s", metric: "sessionsPerSec" };
+const MESSAGE_RATE: Column[] = [
+  { header: "msgs/s", metric: "msgsPerSec" },
+  { header: "server CPU µs/msg", metric: "serverCpuUsPerMsg", digits: 1 },
+];
+const CPU_SHARES: Column[] = [
+  { header: "server CPU %", metric: "serverCpuPct", digits: 0 },
+  { header: "gen CPU %", metric: "genCpuPct", digits: 0 },
+  { header: "other CPU %", metric: "otherCpuPct", digits: 0 },
+];
+/** p50 and p99 latency, of sessions ("") or of acks ("ack "). */
+const latency = (of: "" | "ack "): Column[] => [
+  { header: `${of}p50 ms`, metric: "p50" },
+  { header: `${of}p99 ms`, metric: "p99" },
+];
+const LOST: Column = { header: "lost", metric: "lost", digits: 0 };
+const FAILED: Column = { header: "failed", metric: "failed", digits: 0 };
+const PEAK_RSS: Column = { header: "peak RSS MiB", metric: "peakRss", scale: MIB, digits: 1 };
+
 const COLUMNS: Record<CaseName, Column[]> = {
   handshakes: [
-    { header: "sessions/s", metric: "sessionsPerSec" },
+    SESSION_RATE,
     { header: "server CPU ms/session", metric: "serverCpuMsPerSession", digits: 3 },
-    { header: "server CPU %", metric: "serverCpuPct", digits: 0 },
-    { header: "gen CPU %", metric: "genCpuPct", digits: 0 },
-    { header: "other CPU %", metric: "otherCpuPct", digits: 0 },
-    { header: "p50 ms", metric: "p50" },
-    { header: "p99 ms", metric: "p99" },
-    { header: "failed", metric: "failed", digits: 0 },
+    ...CPU_SHARES,
+    ...latency(""),
+    FAILED,
   ],
-  pipeline: [
-    { header: "msgs/s", metric: "msgsPerSec" },
-    { header: "server CPU µs/msg", metric: "serverCpuUsPerMsg", digits: 1 },
-    { header: "server CPU %", metric: "serverCpuPct", digits: 0 },
-    { header: "gen CPU %", metric: "genCpuPct", digits: 0 },
-    { header: "other CPU %", metric: "otherCpuPct", digits: 0 },
-    { header: "ack p50 ms", metric: "p50" },
-    { header: "ack p99 ms", metric: "p99" },
-    { header: "lost", metric: "lost", digits: 0 },
-  ],
-  many: [
-    { header: "sessions/s", metric: "sessionsPerSec" },
-    { header: "msgs/s", metric: "msgsPerSec" },
-    { header: "server CPU µs/msg", metric: "serverCpuUsPerMsg", digits: 1 },
-    { header: "server CPU %", metric: "serverCpuPct", digits: 0 },
-    { header: "gen CPU %", metric: "genCpuPct", digits: 0 },
-    { header: "other CPU %", metric: "otherCpuPct", digits: 0 },
-    { header: "ack p50 ms", metric: "p50" },
-    { header: "ack p99 ms", metric: "p99" },
-    { header: "lost", metric: "lost", digits: 0 },
-    { header: "failed", metric: "failed", digits: 0 },
-    { header: "peak RSS MiB", metric: "peakRss", scale: 1 / 1048576, digits: 1 },
-  ],
+  pipeline: [...MESSAGE_RATE, ...CPU_SHARES, ...latency("ack "), LOST],
+  many: [SESSION_RATE, ...MESSAGE_RATE, ...CPU_SHARES, ...latency("ack "), LOST, FAILED, PEAK_RSS],
   idle: [
     { header: "sessions", metric: "opened", digits: 0 },
-    { header: "RSS before MiB", metric: "rssBefore", scale: 1 / 1048576, digits: 1 },
-    { header: "RSS with MiB", metric: "rssWith", scale: 1 / 1048576, digits: 1 },
+    { header: "RSS before MiB", metric: "rssBefore", scale: MIB, digits: 1 },
+    { header: "RSS with MiB", metric: "rssWith", scale: MIB, digits: 1 },
     { header: "bytes/session", metric: "bytesPerSession", digits: 0 },
-    { header: "peak RSS MiB", metric: "peakRss", scale: 1 / 1048576, digits: 1 },
+    PEAK_RSS,
   ],
 };
 
@@ -776,20 +730,15 @@ async function benchmark(options: Options, gen: GeneratorPool): Promise<number> 
     console.error(`[!] ${error.message}`);
     return 2;
   }
-  const supported = await serverFlags(options.serverDir);
-  const specs = serverSpecs(options, autoDhxFlags(supported, options));
+  const specs = serverSpecs(options, await serverFlags(options.serverDir));
   const facts = await machineFacts(gen.versions);
   const command = await commandLine();
-  const header = [
-    `# dhx load benchmark`,
-    ``,
-    `Command: ${command}`,
-    describeMachine(facts),
+  const header = reportHeader("dhx load benchmark", command, facts, [
     `Load generators: ${options.generators} × node bench/loadgen.mjs`,
     ...options.servers.map((s) =>
       `Server ${s}: (cd ${specs[s].cwd} && ${specs[s].command} ${specs[s].args.join(" ")})`
     ),
-  ];
+  ]);
   header.push(...warnings);
   console.error(header.slice(2).join("\n"));
   let samples: Sample[];
@@ -824,29 +773,5 @@ async function benchmark(options: Options, gen: GeneratorPool): Promise<number> 
   return bad ? 1 : 0;
 }
 
-/** The command-line entry point; returns the exit code (1: losses or failures, 2: usage). */
-async function main(args: string[]): Promise<number> {
-  let options: Options;
-  try {
-    const parsed = parseOptions(args);
-    if (parsed === "help") {
-      console.log(USAGE);
-      return 0;
-    }
-    options = parsed;
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`[!] ${error.message} (see --help)`);
-    return 2;
-  }
-  await startProcReader();
-  const gen = await GeneratorPool.start(options.generators);
-  try {
-    return await benchmark(options, gen);
-  } finally {
-    await gen.stop();
-    await stopProcReader();
-  }
-}
-
-if (import.meta.main) Deno.exit(await main(Deno.args));
+// Exit codes: 1 losses or failures, 2 usage.
+if (import.meta.main) Deno.exit(await benchmarkMain(Deno.args, USAGE, parseOptions, benchmark));

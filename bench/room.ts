@@ -22,28 +22,27 @@
 import { parseArgs } from "node:util";
 import {
   BENCH_DIR,
+  benchmarkMain,
   commandLine,
-  cpuMs,
-  describeMachine,
+  dhxServer,
   fmt,
   GeneratorPool,
   loadAverage,
-  machineBusyMs,
   machineFacts,
   markdownTable,
+  measured,
   memory,
   mib,
   openFileLimit,
   percentile,
+  reportHeader,
   type RoomResult,
   serverFlags,
   ServerProcess,
   type ServerSpec,
   ServerStartError,
-  settledCpuMs,
   type SettleResult,
-  startProcReader,
-  stopProcReader,
+  UsageError,
 } from "./harness.ts";
 
 const USAGE = `Usage: deno run --allow-run=deno,node bench/room.ts [options] [-- DHX_SERVER_FLAGS]
@@ -74,8 +73,6 @@ interface Options {
   json: boolean;
   dhxFlags: string[];
 }
-
-class UsageError extends Error {}
 
 function positive(name: string, text: string, integer: boolean): number {
   const value = Number(text);
@@ -127,27 +124,11 @@ function parseOptions(args: string[]): Options | "help" {
 
 /** The dhx server in room mode, with the flags it has set high. */
 function roomServer(options: Options, supported: Set<string>): ServerSpec {
-  const given = new Set(options.dhxFlags.map((flag) => flag.split("=")[0]));
   const auto: [string, string][] = [
     ["--max-clients", String(options.clients + 64)],
     ["--max-per-address", "100000"],
   ];
-  return {
-    name: "dhx",
-    command: "deno",
-    args: [
-      "run",
-      "--allow-net",
-      "server.ts",
-      "--port",
-      "0",
-      "--quiet",
-      "--room",
-      ...auto.filter(([flag]) => supported.has(flag) && !given.has(flag)).flat(),
-      ...options.dhxFlags,
-    ],
-    cwd: options.serverDir,
-  };
+  return dhxServer(options, supported, auto, ["--room"]);
 }
 
 /** One pass at one rate. */
@@ -178,18 +159,11 @@ async function runPass(
   options: Options,
   rate: number,
 ): Promise<Pass> {
-  const [cpu0, busy0] = [await cpuMs(server.pid), await machineBusyMs()];
-  const t0 = performance.now();
-  const result = await gen.held<RoomResult>({
-    cmd: "room",
-    rate,
-    seconds: options.seconds,
-    size: options.size,
-  });
-  const wall = performance.now() - t0;
-  const [cpuAtAnswer, busy1] = [await cpuMs(server.pid), await machineBusyMs()];
-  const otherMs = busy1 - busy0 - (cpuAtAnswer - cpu0) - result.genCpuMs;
-  const cpu1 = await settledCpuMs(server.pid);
+  const phase = await measured(
+    server.pid,
+    () => gen.held<RoomResult>({ cmd: "room", rate, seconds: options.seconds, size: options.size }),
+  );
+  const { result } = phase;
   const expected = result.linesSent * (options.clients - 1);
   return {
     rate,
@@ -200,10 +174,10 @@ async function runPass(
     delivered: result.delivered,
     lost: expected - result.delivered,
     deliveriesPerSec: result.delivered / (result.deliveryMs / 1000),
-    serverCpuUsPerDelivery: (1000 * (cpu1 - cpu0)) / result.delivered,
-    serverCpuPct: (100 * (cpuAtAnswer - cpu0)) / wall,
+    serverCpuUsPerDelivery: (1000 * phase.serverCpuMs) / result.delivered,
+    serverCpuPct: phase.serverCpuPct,
     genCpuPct: result.genCpuPct,
-    otherCpuPct: Math.max(0, (100 * otherMs) / wall),
+    otherCpuPct: phase.otherCpuPct,
     p50: percentile(result.latencies, 50),
     p99: percentile(result.latencies, 99),
     peakRss: (await memory(server.pid)).peak,
@@ -378,13 +352,9 @@ async function benchmark(options: Options, gen: GeneratorPool): Promise<number> 
   const spec = roomServer(options, await serverFlags(options.serverDir));
   const facts = await machineFacts(gen.versions);
   const command = await commandLine();
-  const header = [
-    `# dhx room benchmark`,
-    ``,
-    `Command: ${command}`,
-    describeMachine(facts),
+  const header = reportHeader("dhx room benchmark", command, facts, [
     `Server: (cd ${spec.cwd} && ${spec.command} ${spec.args.join(" ")})`,
-  ];
+  ]);
   console.error(header.slice(2).join("\n"));
   const { join, passes } = await measureRoom(spec, gen, options);
   const findings = passFindings(passes);
@@ -410,31 +380,16 @@ async function benchmark(options: Options, gen: GeneratorPool): Promise<number> 
   return bad ? 1 : 0;
 }
 
-async function main(args: string[]): Promise<number> {
-  let options: Options;
-  try {
-    const parsed = parseOptions(args);
-    if (parsed === "help") {
-      console.log(USAGE);
-      return 0;
-    }
-    options = parsed;
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`[!] ${error.message} (see --help)`);
-    return 2;
-  }
-  await startProcReader();
-  const gen = await GeneratorPool.start(options.generators);
+/** Runs the benchmark; an error ends it with one `[!]` line and exit code 1. */
+async function benchmarkOrReport(options: Options, gen: GeneratorPool): Promise<number> {
   try {
     return await benchmark(options, gen);
   } catch (error) {
     console.error(`[!] ${(error as Error).message}`);
     return 1;
-  } finally {
-    await gen.stop();
-    await stopProcReader();
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  Deno.exit(await benchmarkMain(Deno.args, USAGE, parseOptions, benchmarkOrReport));
+}

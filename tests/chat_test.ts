@@ -71,42 +71,47 @@ function chatBytes(from: string, text: string): number {
 // ───────────────────────────────────────────────────────────────────────────
 
 Deno.test("parseCommand: chat lines and the // escape", () => {
-  assert.deepEqual(parseCommand("hello"), { kind: "chat", text: "hello" });
-  assert.deepEqual(parseCommand(""), { kind: "chat", text: "" });
-  assert.deepEqual(parseCommand(" /who"), { kind: "chat", text: " /who" });
-  assert.deepEqual(parseCommand("hello /who"), { kind: "chat", text: "hello /who" });
-  assert.deepEqual(parseCommand("//shrug"), { kind: "chat", text: "/shrug" });
-  assert.deepEqual(parseCommand("//"), { kind: "chat", text: "/" });
-  assert.deepEqual(parseCommand("///x"), { kind: "chat", text: "//x" });
+  // Lines that are not commands are chat as typed; a leading `//` stands for `/`.
+  for (const line of ["hello", "", " /who", "hello /who"]) {
+    assert.deepEqual(parseCommand(line), { kind: "chat", text: line }, line);
+  }
+  for (const line of ["//shrug", "//", "///x"]) {
+    assert.deepEqual(parseCommand(line), { kind: "chat", text: line.slice(1) }, line);
+  }
   assert.deepEqual(parseCommand("//who", true), { kind: "chat", text: "/who" });
 });
 
 Deno.test("parseCommand: /name with and without an argument", () => {
-  assert.deepEqual(parseCommand("/name alice"), { kind: "name", name: "alice" });
-  assert.deepEqual(parseCommand("/name   bob  "), { kind: "name", name: "bob" });
-  assert.deepEqual(parseCommand("/name\tcarol"), { kind: "name", name: "carol" });
-  assert.deepEqual(parseCommand("/name"), { kind: "name", name: "" });
-  assert.deepEqual(parseCommand("/name "), { kind: "name", name: "" });
-  assert.deepEqual(parseCommand("/name two words"), { kind: "name", name: "two words" });
+  // deno-fmt-ignore -- a table: [line, the name it asks for]
+  const names: [line: string, name: string][] = [
+    ["/name alice", "alice"], ["/name   bob  ", "bob"], ["/name\tcarol", "carol"],
+    ["/name", ""], ["/name ", ""], ["/name two words", "two words"],
+  ];
+  for (const [line, name] of names) {
+    assert.deepEqual(parseCommand(line), { kind: "name", name }, line);
+  }
   assert.deepEqual(parseCommand("/name x", true), { kind: "unknown", word: "name" });
 });
 
 Deno.test("parseCommand: /who with arguments, and unknown words", () => {
-  assert.deepEqual(parseCommand("/who"), { kind: "who" });
-  assert.deepEqual(parseCommand("/who is here"), { kind: "who" });
+  for (const line of ["/who", "/who is here"]) {
+    assert.deepEqual(parseCommand(line), { kind: "who" }, line);
+  }
   assert.deepEqual(parseCommand("/who", true), { kind: "who" });
-  assert.deepEqual(parseCommand("/WHO"), { kind: "unknown", word: "WHO" });
-  assert.deepEqual(parseCommand("/whoami"), { kind: "unknown", word: "whoami" });
-  assert.deepEqual(parseCommand("/names"), { kind: "unknown", word: "names" });
-  assert.deepEqual(parseCommand("/quit now"), { kind: "unknown", word: "quit" });
-  assert.deepEqual(parseCommand("/"), { kind: "unknown", word: "" });
-  assert.deepEqual(parseCommand("/ who"), { kind: "unknown", word: "" });
+  // deno-fmt-ignore -- a table: [line, its unknown word]
+  const unknown: [line: string, word: string][] = [
+    ["/WHO", "WHO"], ["/whoami", "whoami"], ["/names", "names"], ["/quit now", "quit"],
+    ["/", ""], ["/ who", ""],
+  ];
+  for (const [line, word] of unknown) {
+    assert.deepEqual(parseCommand(line), { kind: "unknown", word }, line);
+  }
 });
 
 Deno.test("parseCommand: /kick is the operator's, unknown to clients", () => {
-  assert.deepEqual(parseCommand("/kick bob", true), { kind: "kick", name: "bob" });
-  assert.deepEqual(parseCommand("/kick  bob ", true), { kind: "kick", name: "bob" });
-  assert.deepEqual(parseCommand("/kick", true), { kind: "kick", name: "" });
+  for (const [line, name] of [["/kick bob", "bob"], ["/kick  bob ", "bob"], ["/kick", ""]]) {
+    assert.deepEqual(parseCommand(line, true), { kind: "kick", name }, line);
+  }
   assert.deepEqual(parseCommand("/kick bob"), { kind: "unknown", word: "kick" });
   assert.deepEqual(parseCommand("/kick bob", false), { kind: "unknown", word: "kick" });
 });

@@ -11,14 +11,12 @@ import { createHash } from "node:crypto";
 import vectors from "./dhx1-vectors.json" with { type: "json" };
 import {
   count,
-  createLogger,
   describeBigint,
   describeError,
   explainSession,
   Flags,
   type InputLine,
   inputLines,
-  type LoggerOptions,
   parseFlags,
   printable,
   sentence,
@@ -37,40 +35,19 @@ import {
   TOY_CIPHER,
 } from "../dh.ts";
 import { LineError } from "../transport.ts";
-import { seededRandom, textStream, typedInput, within } from "./support.ts";
+import {
+  isUnsafeCodePoint,
+  PrintedLog,
+  seededRandom,
+  textStream,
+  typedInput,
+  unsafeCharacters,
+  within,
+} from "./support.ts";
 
 // ───────────────────────────────────────────────────────────────────────────
-// An independent detector of characters unsafe at a terminal
+// The independent detector of characters unsafe at a terminal (support.ts)
 // ───────────────────────────────────────────────────────────────────────────
-
-/**
- * Whether a code point must never reach a terminal raw: C0 controls, DEL, C1
- * controls (U+0080–U+009F, U+009B being the 8-bit CSI), the line and
- * paragraph separators, the bidi embeddings, overrides and isolates, the
- * zero-width and direction marks, the Arabic letter mark, the BOM / zero-width
- * no-break space, and surrogates (only lone ones survive string iteration).
- */
-function isUnsafe(codePoint: number): boolean {
-  return codePoint < 0x20 ||
-    (codePoint >= 0x7f && codePoint <= 0x9f) ||
-    codePoint === 0x2028 || codePoint === 0x2029 ||
-    (codePoint >= 0x202a && codePoint <= 0x202e) ||
-    (codePoint >= 0x2066 && codePoint <= 0x2069) ||
-    (codePoint >= 0x200b && codePoint <= 0x200f) ||
-    codePoint === 0x061c ||
-    codePoint === 0xfeff ||
-    (codePoint >= 0xd800 && codePoint <= 0xdfff);
-}
-
-/** The unsafe characters in `text`, as hex code points, in order. */
-function unsafeIn(text: string): string[] {
-  const found: string[] = [];
-  for (const character of text) {
-    const codePoint = character.codePointAt(0)!;
-    if (isUnsafe(codePoint)) found.push(codePoint.toString(16));
-  }
-  return found;
-}
 
 const hex = (cp: number) => cp.toString(16);
 const range = (from: number, to: number) =>
@@ -88,10 +65,30 @@ const FORMAT = [
   0xfeff,
 ];
 
-Deno.test("the unsafe-character detector of these tests covers C0, DEL, C1 and format characters", () => {
-  assert.equal([...C0, 0x7f, ...C1, ...FORMAT].filter(isUnsafe).length, 32 + 1 + 32 + 18);
-  assert.deepEqual(unsafeIn("ok \u009b x \ud800 y 🙂"), ["9b", "d800"]);
-  assert.deepEqual(unsafeIn("plain ASCII ~ and café 世界 🙂"), []);
+Deno.test("the unsafe-character detector of these tests covers C0, DEL, C1, U+2028/9 and every Cf character", () => {
+  assert.equal([...C0, 0x7f, ...C1, ...FORMAT].filter(isUnsafeCodePoint).length, 32 + 1 + 32 + 18);
+  for (const c of [0, 0x07, 0x1b, 0x1f, 0x7f, 0x80, 0x9b, 0x9f, 0x2028, 0x2029, 0xd800]) {
+    assert.ok(isUnsafeCodePoint(c), `U+${c.toString(16)}`);
+  }
+  for (const c of [0x20, 0x41, 0x7e, 0xa0, 0xe9, 0x2027, 0x202f, 0x1f600]) {
+    assert.ok(!isUnsafeCodePoint(c), `U+${c.toString(16)} is printable`);
+  }
+  const format = /\p{Cf}/u;
+  const missed: string[] = [];
+  for (let c = 0; c <= 0x10ffff; c++) {
+    if (c >= 0xd800 && c <= 0xdfff) continue;
+    if (format.test(String.fromCodePoint(c)) && !isUnsafeCodePoint(c)) missed.push(c.toString(16));
+  }
+  assert.deepEqual(missed, [], "format characters the detector misses");
+  assert.deepEqual(unsafeCharacters("ok \u009b x \ud800 y 🙂"), ["U+009B", "U+D800"]);
+  assert.deepEqual(unsafeCharacters("a\u009b31m\u001b[2J\u0007\u202e\u2066b"), [
+    "U+009B",
+    "U+001B",
+    "U+0007",
+    "U+202E",
+    "U+2066",
+  ]);
+  assert.deepEqual(unsafeCharacters("plain ASCII ~ and café 世界 🙂"), []);
 });
 
 // ───────────────────────────────────────────────────────────────────────────
@@ -153,7 +150,7 @@ const ORDINARY = [
 Deno.test("printable: ordinary text, accents, CJK and emoji are untouched", () => {
   for (const text of ORDINARY) {
     assert.equal(printable(text), text);
-    assert.deepEqual(unsafeIn(text), [], "the sample itself is safe");
+    assert.deepEqual(unsafeCharacters(text), [], "the sample itself is safe");
   }
 });
 
@@ -171,11 +168,11 @@ Deno.test("printable: seeded random mixtures escape exactly the unsafe character
     }
     // Two lone surrogates side by side may pair up: the expectation is per code point.
     const expected = [...input].map((c) =>
-      isUnsafe(c.codePointAt(0)!) ? `\\u{${hex(c.codePointAt(0)!)}}` : c
+      isUnsafeCodePoint(c.codePointAt(0)!) ? `\\u{${hex(c.codePointAt(0)!)}}` : c
     ).join("");
     const output = printable(input);
     assert.equal(output, expected, JSON.stringify(input));
-    assert.deepEqual(unsafeIn(output), []);
+    assert.deepEqual(unsafeCharacters(output), []);
     assert.equal(printable(output), output, "escaping is idempotent");
   }
 });
@@ -184,10 +181,9 @@ Deno.test("printable: seeded random mixtures escape exactly the unsafe character
 // 2. createLogger
 // ───────────────────────────────────────────────────────────────────────────
 
-function capture(options: LoggerOptions = {}) {
-  const lines: [string, Stream][] = [];
-  const logger = createLogger({ color: false, ...options, write: (l, s) => lines.push([l, s]) });
-  return { logger, lines };
+/** What createLogger printed through support's PrintedLog (its capturing `write`): [line, stream]. */
+function printed(log: PrintedLog): [string, Stream][] {
+  return log.lines.map(({ text, stream }) => [text, stream]);
 }
 
 /** SGR colour sequences, built without a control character in a regex literal. */
@@ -198,14 +194,15 @@ const LEVELS = ["info", "success", "notice", "error"] as const;
 
 Deno.test("createLogger: every level escapes its message", () => {
   for (const color of [false, true]) {
-    const { logger, lines } = capture({ color });
+    const logger = new PrintedLog({ color });
     for (const level of LEVELS) logger[level](HOSTILE);
+    const lines = printed(logger);
     assert.equal(lines.length, 4);
     for (const [line] of lines) {
       // Colour may wrap the prefix, nothing else.
       const text = color ? line.replace(SGR, "") : line;
       assert.equal(line.indexOf("\x1b", line.indexOf(" ")), -1, "no ESC after the prefix");
-      assert.deepEqual(unsafeIn(text), [], JSON.stringify(line));
+      assert.deepEqual(unsafeCharacters(text), [], JSON.stringify(line));
       for (const escape of ["\\u{1b}[2J", "\\u{7}", "\\u{9b}31m", "\\u{202e}", "\\u{2028}"]) {
         assert.ok(text.includes(escape), `${JSON.stringify(line)} lacks ${escape}`);
       }
@@ -215,7 +212,7 @@ Deno.test("createLogger: every level escapes its message", () => {
 });
 
 Deno.test("createLogger: prefixes and streams; a message is printed as given (names keep their case)", () => {
-  const { logger, lines } = capture();
+  const logger = new PrintedLog();
   logger.info("working");
   logger.success("done");
   logger.line("alice: hi");
@@ -225,7 +222,7 @@ Deno.test("createLogger: prefixes and streams; a message is printed as given (na
   logger.error(sentence("éclair"));
   logger.error("");
   logger.error("\x1bsneaky");
-  assert.deepEqual(lines, [
+  assert.deepEqual(printed(logger), [
     ["[*] working", "stdout"],
     ["[+] done", "stdout"],
     ["[+] alice: hi", "stdout"],
@@ -240,14 +237,14 @@ Deno.test("createLogger: prefixes and streams; a message is printed as given (na
 });
 
 Deno.test("createLogger: quiet drops info and success only", () => {
-  const { logger, lines } = capture({ quiet: true });
+  const logger = new PrintedLog({ quiet: true });
   assert.equal(logger.quiet, true);
   logger.info("hidden");
   logger.success("hidden too");
   logger.line("bob: a line someone wrote");
   logger.notice("shown");
   logger.error("shown on stderr");
-  assert.deepEqual(lines, [
+  assert.deepEqual(printed(logger), [
     ["[+] bob: a line someone wrote", "stdout"],
     ["[*] shown", "stdout"],
     ["[!] shown on stderr", "stderr"],
@@ -255,22 +252,22 @@ Deno.test("createLogger: quiet drops info and success only", () => {
 });
 
 Deno.test("createLogger: colour only when asked", () => {
-  const plain = capture({ color: false });
-  const coloured = capture({ color: true });
-  for (const { logger } of [plain, coloured]) {
+  const [plain, coloured] = [false, true].map((color) => {
+    const logger = new PrintedLog({ color });
     logger.info("i");
     logger.success("s");
     logger.notice("n");
     logger.error("e");
-  }
-  assert.equal(plain.lines.length, 4);
-  for (const [line] of plain.lines) assert.ok(!line.includes("\x1b"), JSON.stringify(line));
-  assert.equal(coloured.lines.length, 4);
+    return printed(logger);
+  });
+  assert.equal(plain.length, 4);
+  for (const [line] of plain) assert.ok(!line.includes("\x1b"), JSON.stringify(line));
+  assert.equal(coloured.length, 4);
   for (let i = 0; i < 4; i++) {
-    const [line, stream] = coloured.lines[i];
-    assert.notEqual(line, plain.lines[i][0], "coloured");
-    assert.equal(line.replace(SGR, ""), plain.lines[i][0], "only colour codes added");
-    assert.equal(stream, plain.lines[i][1]);
+    const [line, stream] = coloured[i];
+    assert.notEqual(line, plain[i][0], "coloured");
+    assert.equal(line.replace(SGR, ""), plain[i][0], "only colour codes added");
+    assert.equal(stream, plain[i][1]);
     const message = line.slice(line.indexOf(" ") + 1);
     assert.ok(!message.includes("\x1b"), "the message itself is not coloured");
   }
@@ -501,24 +498,28 @@ Deno.test("explainSession: the toy session's own numbers, both sides", () => {
     `  xor8 key byte = Z mod 256 = ${BigInt(v.sharedSecret) % 256n}`,
     `  fingerprint = ${v.fingerprint}`,
   ];
-  assert.deepEqual(explainSession(client), [
-    "p = 23",
-    "g = 5",
-    `private key a = ${v.clientPrivateKey}`,
-    `public key A = g^a mod p = ${v.clientPublicKey}`,
-    `peer public key B = ${v.serverPublicKey}`,
-    `shared secret Z = B^a mod p = ${v.sharedSecret}`,
-    ...tail,
-  ]);
-  assert.deepEqual(explainSession(server), [
-    "p = 23",
-    "g = 5",
-    `private key b = ${v.serverPrivateKey}`,
-    `public key B = g^b mod p = ${v.serverPublicKey}`,
-    `peer public key A = ${v.clientPublicKey}`,
-    `shared secret Z = A^b mod p = ${v.sharedSecret}`,
-    ...tail,
-  ]);
+  /** One side's lesson: its own key letter (a or b) and numbers, then the other's. */
+  const lesson = (mine: "a" | "b", theirs: "a" | "b", own: string[], peerKey: string) => {
+    const [privateKey, publicKey] = own;
+    const [MINE, THEIRS] = [mine.toUpperCase(), theirs.toUpperCase()];
+    return [
+      "p = 23",
+      "g = 5",
+      `private key ${mine} = ${privateKey}`,
+      `public key ${MINE} = g^${mine} mod p = ${publicKey}`,
+      `peer public key ${THEIRS} = ${peerKey}`,
+      `shared secret Z = ${THEIRS}^${mine} mod p = ${v.sharedSecret}`,
+      ...tail,
+    ];
+  };
+  assert.deepEqual(
+    explainSession(client),
+    lesson("a", "b", [v.clientPrivateKey, v.clientPublicKey], v.serverPublicKey),
+  );
+  assert.deepEqual(
+    explainSession(server),
+    lesson("b", "a", [v.serverPrivateKey, v.serverPublicKey], v.clientPublicKey),
+  );
   assert.equal(v.sharedSecret, "19");
 });
 

@@ -20,17 +20,20 @@
 import assert from "node:assert/strict";
 import { runClient } from "../client.ts";
 import type { Logger } from "../console.ts";
-import { GROUPS, parseHello, respondToHello, SECURE_CIPHER, type Session } from "../dh.ts";
+import { GROUPS, SECURE_CIPHER, type Session } from "../dh.ts";
 import { startServer } from "../server.ts";
 import {
-  CapturingLogger,
+  type CapturingLogger,
+  expectAck,
   fakeServer,
   helloWith,
-  MessageSink,
   type Random,
+  rawClientHandshake,
   RawPeer,
   seededRandom,
+  sendAndExpectAck,
   sleep,
+  testServer,
   textStream,
   tryParse,
   within,
@@ -44,7 +47,7 @@ const P = FFDHE2048.p;
 const P_DIGITS = P.toString().length;
 /** The longest wire integer anywhere: the digits of an 8192-bit number. */
 const MAX_DIGITS = Math.ceil(8192 * Math.log10(2));
-const CLIENT_KEY = 0x5eed_f00d_1234_5678n;
+/** The server's private key; the raw clients use support's fixed RAW_CLIENT_KEY. */
 const SERVER_KEY = 0xfeed_face_cafe_beef_0123_4567_89ab_cdefn;
 
 /** The seed of this run: change it to explore, keep a failing one to replay. */
@@ -585,104 +588,123 @@ async function expectEnd(
   }
 }
 
-async function fuzzKey(
-  server: ReturnType<typeof startServer>,
-  index: number,
-  r: Random,
-): Promise<CaseResult> {
-  const peer = `fuzz-key-${index}.`;
-  const raw = new RawPeer(server.connect(peer));
-  let detail = "";
-  try {
-    const hello = parseHello((await raw.readLine())!, { insecure: false });
-    const { keyLine, session } = respondToHello(hello, CLIENT_KEY);
-    const mutator = pick(r, Object.keys(KEY_MUTATORS));
-    const bytes = withLf(KEY_MUTATORS[mutator](keyLine, r));
-    const prediction = predictKey(keyLine, bytes);
-    detail = `${mutator}: ${describe(bytes)} → ${outcomeName(prediction)}`;
-    await raw.write(bytes);
-    let end = prediction.end;
-    if (end.kind === "accepted") {
-      // Our next record proves which key the server took.
-      await raw.writeLine(session.seal("msg", "after the key"));
-      if (prediction.otherKey) {
-        end = refused(/^record authentication failed/);
-      } else {
-        const ack = session.open((await raw.readLine())!);
-        assert.deepEqual([ack.type, ack.text], ["ack", "0"]);
-        await raw.writeLine(session.seal("bye", ""));
-      }
-    }
-    await expectEnd(raw, { acks: 0, end }, session, 0);
-    return {
-      peer,
-      mutator,
-      outcome: outcomeName(prediction),
-      logged: end.kind === "refused"
-        ? end.error
-        : end.kind === "peer-error"
-        ? /^peer reported/
-        : undefined,
-    };
-  } catch (error) {
-    throw new Error(`key case ${index} ${detail}: ${(error as Error).message}`);
-  } finally {
-    raw.close();
-  }
+/** A case's result: the log line its end calls for (one naming the error, or none). */
+function caseResult(
+  peer: string,
+  mutator: string,
+  prediction: Prediction,
+  end: Judgement,
+): CaseResult {
+  const logged = end.kind === "refused"
+    ? end.error
+    : end.kind === "peer-error"
+    ? /^peer reported/
+    : undefined;
+  return { peer, mutator, outcome: outcomeName(prediction), logged };
 }
 
-async function fuzzRecord(
+/** One fuzz case on its own connection, as {@link fuzzCase} hands it to its body. */
+interface FuzzConnection {
+  readonly raw: RawPeer;
+  /** How the server names this connection. */
+  readonly peer: string;
+  /** The case's number. */
+  readonly index: number;
+  /** The case's own generator. */
+  readonly r: Random;
+  /**
+   * Mutates `line` with a mutator picked from `table`, predicts the outcome,
+   * sends the bytes; the case's errors then name the mutation.
+   */
+  mutate(
+    table: Record<string, Mutator>,
+    line: string,
+    predict: (bytes: Uint8Array) => Prediction,
+  ): Promise<{ mutator: string; prediction: Prediction }>;
+}
+
+/** Runs case `index` against `server`, drawing from `r`. */
+type FuzzRun = (
   server: ReturnType<typeof startServer>,
   index: number,
   r: Random,
-): Promise<CaseResult> {
-  const peer = `fuzz-record-${index}.`;
+) => Promise<CaseResult>;
+
+/** A kind of case: `body` on a fresh connection; its errors say which case and mutation. */
+const fuzzCase = (
+  kind: "key" | "record",
+  body: (c: FuzzConnection) => Promise<CaseResult>,
+): FuzzRun =>
+async (server, index, r) => {
+  const peer = `fuzz-${kind}-${index}.`;
   const raw = new RawPeer(server.connect(peer));
   let detail = "";
   try {
-    const hello = parseHello((await raw.readLine())!, { insecure: false });
-    const { keyLine, session } = respondToHello(hello, CLIENT_KEY);
-    await raw.writeLine(keyLine);
-    const warmup = r.int(3);
-    for (let i = 0; i < warmup; i++) {
-      await raw.writeLine(session.seal("msg", `warmup ${i}`));
-      const ack = session.open((await raw.readLine())!);
-      assert.deepEqual([ack.type, ack.text], ["ack", String(i)]);
-    }
-    const line = session.seal("msg", `fuzz ${index} ✓ ${"é".repeat(r.int(20))}`);
-    const sealed = JSON.parse(line) as Sealed;
-    const mutator = pick(r, Object.keys(RECORD_MUTATORS));
-    const bytes = withLf(RECORD_MUTATORS[mutator](line, r));
-    const prediction = predictRecord(sealed, bytes);
-    detail = `${mutator}: ${describe(bytes)} → ${outcomeName(prediction)}`;
-    await raw.write(bytes);
-    if (prediction.end.kind === "accepted") {
-      for (let i = 0; i < prediction.acks; i++) {
-        const ack = session.open((await raw.readLine())!);
-        assert.deepEqual([ack.type, ack.text], ["ack", String(warmup + i)]);
-      }
-      await raw.writeLine(session.seal("bye", ""));
-      await expectEnd(raw, { acks: 0, end: prediction.end }, session, 0);
-    } else {
-      await expectEnd(raw, prediction, session, warmup);
-    }
-    const end = prediction.end;
-    return {
+    return await body({
+      raw,
       peer,
-      mutator,
-      outcome: outcomeName(prediction),
-      logged: end.kind === "refused"
-        ? end.error
-        : end.kind === "peer-error"
-        ? /^peer reported/
-        : undefined,
-    };
+      index,
+      r,
+      async mutate(table, line, predict) {
+        const mutator = pick(r, Object.keys(table));
+        const bytes = withLf(table[mutator](line, r));
+        const prediction = predict(bytes);
+        detail = `${mutator}: ${describe(bytes)} → ${outcomeName(prediction)}`;
+        await raw.write(bytes);
+        return { mutator, prediction };
+      },
+    });
   } catch (error) {
-    throw new Error(`record case ${index} ${detail}: ${(error as Error).message}`);
+    throw new Error(`${kind} case ${index} ${detail}: ${(error as Error).message}`);
   } finally {
     raw.close();
   }
-}
+};
+
+const fuzzKey = fuzzCase("key", async ({ raw, peer, mutate }) => {
+  const client = await rawClientHandshake(raw, { sendKey: false });
+  const { keyLine, session } = client;
+  const { mutator, prediction } = await mutate(
+    KEY_MUTATORS,
+    keyLine,
+    (bytes) => predictKey(keyLine, bytes),
+  );
+  let end = prediction.end;
+  if (end.kind === "accepted") {
+    // Our next record proves which key the server took.
+    await raw.writeLine(session.seal("msg", "after the key"));
+    if (prediction.otherKey) {
+      end = refused(/^record authentication failed/);
+    } else {
+      await expectAck(client, 0);
+      await raw.writeLine(session.seal("bye", ""));
+    }
+  }
+  await expectEnd(raw, { acks: 0, end }, session, 0);
+  return caseResult(peer, mutator, prediction, end);
+});
+
+const fuzzRecord = fuzzCase("record", async ({ raw, peer, index, r, mutate }) => {
+  const client = await rawClientHandshake(raw);
+  const { session } = client;
+  const warmup = r.int(3);
+  for (let i = 0; i < warmup; i++) await sendAndExpectAck(client, `warmup ${i}`);
+  const line = session.seal("msg", `fuzz ${index} ✓ ${"é".repeat(r.int(20))}`);
+  const sealed = JSON.parse(line) as Sealed;
+  const { mutator, prediction } = await mutate(
+    RECORD_MUTATORS,
+    line,
+    (bytes) => predictRecord(sealed, bytes),
+  );
+  if (prediction.end.kind === "accepted") {
+    for (let i = 0; i < prediction.acks; i++) await expectAck(client, warmup + i);
+    await raw.writeLine(session.seal("bye", ""));
+    await expectEnd(raw, { acks: 0, end: prediction.end }, session, 0);
+  } else {
+    await expectEnd(raw, prediction, session, warmup);
+  }
+  return caseResult(peer, mutator, prediction, prediction.end);
+});
 
 const silentLogger = (errors: string[]): Logger => ({
   quiet: true,
@@ -698,90 +720,82 @@ Deno.test("fuzz: seeded mutations of key and record lines, each outcome predicte
   const RECORD_CASES = 1100;
   const WORKERS = 6;
   console.log(`  fuzz seed ${SEED} (0x${SEED.toString(16)})`);
-  const log = new CapturingLogger();
-  const sink = new MessageSink();
-  const server = startServer({
-    listen: false,
-    logger: log,
-    onMessage: sink.onMessage,
+  await using srv = testServer({
     maxPerAddress: 100, // every memory connection has the address "memory"
     // Fixed keys on both sides: every case's bytes follow from the seed alone.
     privateKey: SERVER_KEY,
   });
+  const { server, serverLog: log, sink } = srv;
   const started = performance.now();
-  try {
-    // A good client chatting for the whole run.
-    let fuzzing = true;
-    const alongside: string[] = [];
-    const goodErrors: string[] = [];
-    const good = runClient({
-      connection: server.connect("alongside."),
-      input: new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          if (!fuzzing) return controller.close();
-          await sleep(10);
-          const line = `alongside the fuzzer ${alongside.length}`;
-          alongside.push(line);
-          controller.enqueue(encoder.encode(line + "\n"));
-        },
-      }),
-      interactive: false,
-      logger: silentLogger(goodErrors),
-      timeoutMs: 10_000,
-    });
+  // A good client chatting for the whole run.
+  let fuzzing = true;
+  const alongside: string[] = [];
+  const goodErrors: string[] = [];
+  const good = runClient({
+    connection: server.connect("alongside."),
+    input: new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (!fuzzing) return controller.close();
+        await sleep(10);
+        const line = `alongside the fuzzer ${alongside.length}`;
+        alongside.push(line);
+        controller.enqueue(encoder.encode(line + "\n"));
+      },
+    }),
+    interactive: false,
+    logger: silentLogger(goodErrors),
+    timeoutMs: 10_000,
+  });
 
-    const rng = seededRandom(SEED);
-    const jobs = Array.from(
-      { length: KEY_CASES + RECORD_CASES },
-      (_, index) => ({ index, seed: rng.int(2 ** 31), key: index % 5 < 2 }),
-    );
-    const results: CaseResult[] = [];
-    let next = 0;
-    await within(
-      Promise.all(Array.from({ length: WORKERS }, async () => {
-        while (next < jobs.length) {
-          const job = jobs[next++];
-          const r = seededRandom(job.seed);
-          const run = job.key ? fuzzKey : fuzzRecord;
-          results.push(await within(run(server, job.index, r), 10_000, `case ${job.index}`));
-          // Memory pipes run on promise jobs alone: let timers (the good client's) run too.
-          await sleep(0);
-        }
-      })),
-      60_000,
-      "the fuzz cases",
-    );
-    fuzzing = false;
-    assert.equal(await within(good, 15_000, "the good client"), 0, goodErrors.join("\n"));
-    const goodMessages = sink.messages.filter((m) => m.peer === "alongside.");
-    assert.deepEqual(goodMessages.map((m) => m.text), alongside);
-    assert.ok(alongside.length >= 10, `only ${alongside.length} lines alongside`);
-    assert.equal(results.length, jobs.length);
-
-    // One error line per refused connection, naming the same problem; none for the others.
-    for (const result of results) {
-      const logged = loggedError(log, result.peer);
-      if (result.logged) {
-        assert.equal(logged.length, 1, `${result.peer} (${result.mutator}): ${logged}`);
-        assert.match(logged[0], result.logged, `${result.peer} (${result.mutator})`);
-      } else {
-        assert.deepEqual(logged, [], `${result.peer} (${result.mutator})`);
+  const rng = seededRandom(SEED);
+  const jobs = Array.from(
+    { length: KEY_CASES + RECORD_CASES },
+    (_, index) => ({ index, seed: rng.int(2 ** 31), key: index % 5 < 2 }),
+  );
+  const results: CaseResult[] = [];
+  let next = 0;
+  await within(
+    Promise.all(Array.from({ length: WORKERS }, async () => {
+      while (next < jobs.length) {
+        const job = jobs[next++];
+        const r = seededRandom(job.seed);
+        const run = job.key ? fuzzKey : fuzzRecord;
+        results.push(await within(run(server, job.index, r), 10_000, `case ${job.index}`));
+        // Memory pipes run on promise jobs alone: let timers (the good client's) run too.
+        await sleep(0);
       }
+    })),
+    60_000,
+    "the fuzz cases",
+  );
+  fuzzing = false;
+  assert.equal(await within(good, 15_000, "the good client"), 0, goodErrors.join("\n"));
+  const goodMessages = sink.messages.filter((m) => m.peer === "alongside.");
+  assert.deepEqual(goodMessages.map((m) => m.text), alongside);
+  assert.ok(alongside.length >= 10, `only ${alongside.length} lines alongside`);
+  assert.equal(results.length, jobs.length);
+
+  // One error line per refused connection, naming the same problem; none for the others.
+  for (const result of results) {
+    const logged = loggedError(log, result.peer);
+    if (result.logged) {
+      assert.equal(logged.length, 1, `${result.peer} (${result.mutator}): ${logged}`);
+      assert.match(logged[0], result.logged, `${result.peer} (${result.mutator})`);
+    } else {
+      assert.deepEqual(logged, [], `${result.peer} (${result.mutator})`);
     }
-    const histogram = (key: (r: CaseResult) => string) =>
-      Object.entries(Object.groupBy(results, key)).map(([k, v]) => `${k} ${v!.length}`).join(", ");
-    console.log(`  ${results.length} cases in ${(performance.now() - started).toFixed(0)} ms`);
-    console.log(`  outcomes: ${histogram((r) => r.outcome)}`);
-    console.log(`  mutators: ${histogram((r) => r.mutator)}`);
-    // The fuzzer must exercise both sides of every judgement.
-    const outcomes = new Set(results.map((r) => r.outcome));
-    for (
-      const needed of ["accepted", "refused", "peer-error", "ack+refused", "accepted (other key)"]
-    ) {
-      assert.ok(outcomes.has(needed), `no case ended "${needed}": ${[...outcomes]}`);
-    }
-  } finally {
-    await within(server.close(), 10_000, "server close");
+  }
+  const histogram = (key: (r: CaseResult) => string) =>
+    Object.entries(Object.groupBy(results, key)).map(([k, v]) => `${k} ${v!.length}`).join(", ");
+  console.log(`  ${results.length} cases in ${(performance.now() - started).toFixed(0)} ms`);
+  console.log(`  outcomes: ${histogram((r) => r.outcome)}`);
+  console.log(`  mutators: ${histogram((r) => r.mutator)}`);
+  // The fuzzer must exercise both sides of every judgement.
+  const outcomes = new Set(results.map((r) => r.outcome));
+  for (
+    const needed of ["accepted", "refused", "peer-error", "ack+refused", "accepted (other key)"]
+  ) {
+    assert.ok(outcomes.has(needed), `no case ended "${needed}": ${[...outcomes]}`);
   }
 });
 

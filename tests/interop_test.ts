@@ -10,7 +10,6 @@
  */
 
 import assert from "node:assert/strict";
-import { runClient } from "../client.ts";
 import { GROUPS, TOY_CIPHER } from "../dh.ts";
 import {
   CapturingLogger,
@@ -19,17 +18,17 @@ import {
   linesOf,
   pipedClient,
   ROOT,
+  runToEnd,
   spawnServer,
-  type TypedInput,
-  typedInput,
-  Waiters,
+  TestProcess,
+  TOY_FINGERPRINT,
+  typedClient,
   within,
   withServer,
 } from "./support.ts";
 
 const ignore = lacks("net", "run");
 const PEER = "tests/peer.mjs";
-const TOY_FINGERPRINT = "90B9-A4D2-25F0-BE47";
 const TOY_SERVER = { group: GROUPS.toy, cipher: TOY_CIPHER, privateKey: 3n };
 
 /** What the peer client prints when it ends. */
@@ -55,117 +54,46 @@ interface PeerSession {
 
 /** Runs the peer client to its end; returns its exit code and summary. */
 async function peerClient(port: number, args: string[]) {
-  const out = await within(
-    new Deno.Command("node", {
-      args: [PEER, "client", String(port), ...args],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output(),
+  const { code, stdout, stderr } = await runToEnd(
+    new TestProcess("node", [PEER, "client", String(port), ...args]),
     20_000,
-    `peer client ${args.join(" ")}`,
   );
-  const stdout = new TextDecoder().decode(out.stdout);
-  const stderr = new TextDecoder().decode(out.stderr);
   const last = linesOf(stdout).at(-1);
   assert.ok(last, `peer client printed nothing; stderr:\n${stderr}`);
-  return { code: out.code, summary: JSON.parse(last) as PeerClientSummary, stderr };
+  return { code, summary: JSON.parse(last) as PeerClientSummary, stderr };
 }
 
 /** The peer server as a child process; its stdin ending shuts it down. */
-class PeerServer implements AsyncDisposable {
-  readonly child: Deno.ChildProcess;
-  stdout = "";
-  stderr = "";
-  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #pumps: Promise<void>[];
-  readonly #waiters = new Waiters();
-  #exited = false;
-
+class PeerServer extends TestProcess {
   constructor(args: string[]) {
-    this.child = new Deno.Command("node", {
-      args: [PEER, "server", ...args],
-      cwd: ROOT,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#stdin = this.child.stdin.getWriter();
-    this.#pumps = [
-      this.#pump(this.child.stdout, (text) => this.stdout += text),
-      this.#pump(this.child.stderr, (text) => this.stderr += text),
-    ];
-    this.child.status.then(() => {
-      this.#exited = true;
-      this.#waiters.notify();
-    });
-  }
-
-  async #pump(stream: ReadableStream<Uint8Array>, append: (text: string) => void) {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      append(text);
-      this.#waiters.notify();
-    }
+    super("node", [PEER, "server", ...args], "piped");
   }
 
   /** The port it listens on (its first stdout line). */
   async port(): Promise<number> {
-    await this.#waiters.until(
-      () => this.stdout.includes("\n") || this.#exited,
-      10_000,
-      () => `peer server's port; stderr:\n${this.stderr}`,
-    );
-    const port = JSON.parse(this.stdout.split("\n")[0]).port;
+    const [, first] = await this.waitFor(/^(.*)\n/);
+    const port = JSON.parse(first).port;
     assert.ok(Number.isInteger(port) && port > 0, this.stdout);
     return port;
   }
 
   /** Resolves once its stderr (the lines it shows) matches. */
-  waitForShown(pattern: RegExp): Promise<void> {
-    return this.#waiters.until(
-      () => pattern.test(this.stderr),
-      10_000,
-      () => `peer server stderr ${pattern}:\n${this.stderr}`,
-    );
+  async waitForShown(pattern: RegExp): Promise<void> {
+    await this.waitFor(pattern, 10_000, "stderr");
   }
 
   /** Ends its stdin (it says bye to everyone and exits); returns its sessions. */
-  async finish(): Promise<PeerSession[]> {
-    await this.#stdin.close().catch(() => {});
-    const status = await within(this.child.status, 10_000, "peer server exit");
-    await Promise.all(this.#pumps);
-    assert.equal(status.code, 0, `peer server:\n${this.stdout}\n${this.stderr}`);
-    return JSON.parse(linesOf(this.stdout).at(-1)!).sessions;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.#stdin.close().catch(() => {});
-    if (!this.#exited) {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // exited meanwhile
-      }
-    }
-    await this.child.status;
-    await Promise.all(this.#pumps);
+  async sessions(): Promise<PeerSession[]> {
+    await this.closeStdin();
+    const { code, stdout, stderr } = await this.finish(10_000);
+    assert.equal(code, 0, `peer server:\n${stdout}\n${stderr}`);
+    return JSON.parse(linesOf(stdout).at(-1)!).sessions;
   }
 }
 
 /** Our client, in-process over TCP, on typed input. */
 function ourClient(port: number, options: { toy?: boolean; name?: string } = {}) {
-  const input: TypedInput = typedInput();
-  const log = new CapturingLogger();
-  const run = runClient({
-    port,
-    input: input.stream,
-    interactive: false,
-    logger: log,
-    timeoutMs: 8000,
-    ...options,
-  });
-  return { input, log, run };
+  return typedClient({ port, timeoutMs: 8000, ...options });
 }
 
 /** Every fingerprint our server printed for a session. */
@@ -200,7 +128,7 @@ for (const mode of ["secure", "toy"] as const) {
         client.input.end();
       }
       await peer.waitForShown(/^<guest1> \/slash\r?$/m);
-      const sessions = await peer.finish();
+      const sessions = await peer.sessions();
       assert.equal(sessions.length, 1, JSON.stringify(sessions));
       const [session] = sessions;
       assert.equal(session.error, undefined, JSON.stringify(session));
@@ -292,7 +220,7 @@ Deno.test({
     }
     // Chats shown as written (CapturingLogger records before escaping).
     assert.ok(client.log.of("success").includes("op: \u001b[31mred\u0007"), client.log.dump());
-    const [session, ...others] = await peer.finish();
+    const [session, ...others] = await peer.sessions();
     assert.deepEqual(others, []);
     // The peer checks at our bye that both chats were acked and its ping answered.
     assert.equal(session.error, undefined, JSON.stringify(session));
@@ -376,7 +304,7 @@ Deno.test({
       // Nobody saw their own line.
       assert.ok(!a.log.lines.some((l) => /deno_a: from deno_a/.test(l)), a.log.dump());
       assert.ok(!b.log.lines.some((l) => /deno_b: from deno_b/.test(l)), b.log.dump());
-      const sessions = await peer.finish();
+      const sessions = await peer.sessions();
       assert.deepEqual(sessions.map((s) => s.name), ["deno_a", "deno_b", "node"]);
       for (const session of sessions) assert.equal(session.error, undefined);
       assert.deepEqual(sessions.map((s) => s.fingerprint), [
@@ -456,7 +384,7 @@ Deno.test({
       assert.match(result.stdout, /^\[\+\] server: hi from node$/m);
       assert.match(result.stdout, /^\[\*\] you are now script$/m);
       assert.match(result.stdout, /^\[\*\] Shared key calculated: 19$/m);
-      const [session] = await peer.finish();
+      const [session] = await peer.sessions();
       assert.equal(session.error, undefined, JSON.stringify(session));
       assert.deepEqual(session.messages, ["/name script", "from the script"]);
       assert.equal(session.ackedChats, 1);
@@ -490,14 +418,11 @@ Deno.test({
   async fn() {
     const vectors = JSON.parse(await Deno.readTextFile(`${ROOT}tests/dhx1-vectors.json`));
     assert.ok(Array.isArray(vectors) && vectors.length >= 4, "vectors");
-    const out = await new Deno.Command("node", {
-      args: [PEER, "vectors", "tests/dhx1-vectors.json"],
-      cwd: ROOT,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(out.stdout);
-    assert.equal(out.code, 0, `${stdout}\n${new TextDecoder().decode(out.stderr)}`);
+    const out = await runToEnd(
+      new TestProcess("node", [PEER, "vectors", "tests/dhx1-vectors.json"]),
+    );
+    const stdout = out.stdout;
+    assert.equal(out.code, 0, `${stdout}\n${out.stderr}`);
     const lines = linesOf(stdout);
     assert.equal(lines.length, vectors.length + 1, stdout);
     for (const line of lines.slice(0, -1)) assert.match(line, /: \d+ records, ok$/);

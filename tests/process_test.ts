@@ -12,36 +12,32 @@ import { describeBigint } from "../console.ts";
 import { GROUPS, SECURE_GROUP_NAMES } from "../dh.ts";
 import { longestHello } from "../transport.ts";
 import {
+  closedPort,
   DenoProcess,
   FINGERPRINT,
-  HOST,
   lacks,
   linesOf,
+  LONG_NUMBER,
   pipedClient,
+  type ProcessResult,
+  runToEnd,
   spawnServer,
+  TOY_FINGERPRINT,
   within,
 } from "./support.ts";
 
 const ignore = lacks("net", "run");
 
-/** The toy session's fingerprint (tests/dhx1-vectors.json, group toy). */
-const TOY_FINGERPRINT = "90B9-A4D2-25F0-BE47";
-
-/** A decimal number long enough to be a secret of a real group. */
-const LONG_NUMBER = /\d{30,}/;
-
 /** A stack trace line. */
 const STACK = /^\s+at /m;
 
-type Result = { code: number; stdout: string; stderr: string };
-
 /** A result for assertion messages. */
-function show(what: string, result: Result | DenoProcess): string {
+function show(what: string, result: ProcessResult | DenoProcess): string {
   return `${what}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
 }
 
 /** Sends `signal` to a process and waits for its end. */
-async function stop(proc: DenoProcess, signal: Deno.Signal = "SIGINT"): Promise<Result> {
+async function stop(proc: DenoProcess, signal: Deno.Signal = "SIGINT"): Promise<ProcessResult> {
   proc.child.kill(signal);
   return await proc.finish();
 }
@@ -56,14 +52,6 @@ function captured(text: string, pattern: RegExp, what: string): string {
   const match = pattern.exec(text);
   assert.ok(match, `${what}: no ${pattern} in:\n${text}`);
   return match[1];
-}
-
-/** A port nothing listens on: bound, then released. */
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** x^e mod m, square and multiply: an independent check of the printed math. */
@@ -83,22 +71,39 @@ async function inBatches<T>(jobs: (() => Promise<T>)[], width = 4): Promise<T[]>
 }
 
 /** Runs a script to its end with stdin from /dev/null. */
-async function runScript(script: string, args: string[]): Promise<Result> {
-  await using proc = new DenoProcess(script, args);
-  return await proc.finish();
+function runScript(script: string, args: string[]): Promise<ProcessResult> {
+  return runToEnd(new DenoProcess(script, args));
+}
+
+/**
+ * A test with a server process on a free port (its flags: `args`), which
+ * ends with the test if it still runs.
+ */
+function serverProcessTest(
+  name: string,
+  args: string[],
+  fn: (server: DenoProcess, port: number) => Promise<void>,
+  stdin: "piped" | "null" = "null",
+): void {
+  Deno.test({
+    name,
+    ignore,
+    async fn() {
+      const { proc: server, port } = await spawnServer(args, stdin);
+      await using _server = server;
+      await fn(server, port);
+    },
+  });
 }
 
 // ───────────────────────────────────────────────────────────────────────────
 // Sessions
 // ───────────────────────────────────────────────────────────────────────────
 
-Deno.test({
-  name:
-    "processes: secure server (stdin /dev/null) and piped clients exchange lines; no secret shown",
-  ignore,
-  async fn() {
-    const { proc: server, port } = await spawnServer([]);
-    await using _server = server;
+serverProcessTest(
+  "processes: secure server (stdin /dev/null) and piped clients exchange lines; no secret shown",
+  [],
+  async (server, port) => {
     const first = await pipedClient(port, [], "a\nGrüße 🙂\n");
     assert.equal(first.code, 0, show("client", first));
     assert.equal(first.stderr, "", show("client", first));
@@ -126,19 +131,17 @@ Deno.test({
     assert.equal(stopped.stderr, "", show("server", stopped));
     // Secrets stay hidden: sizes and digests only, never a long number.
     for (const [who, result] of [["client", first], ["client 2", second], ["server", stopped]]) {
-      const out = result as Result;
+      const out = result as ProcessResult;
       assert.match(out.stdout, /Shared key calculated: \d+-bit number, sha256 [0-9a-f]{8}…$/m);
       assert.doesNotMatch(out.stdout + out.stderr, LONG_NUMBER, show(who as string, out));
     }
   },
-});
+);
 
-Deno.test({
-  name: "processes: --toy server and --toy client print the original's numbers",
-  ignore,
-  async fn() {
-    const { proc: server, port } = await spawnServer(["--toy"]);
-    await using _server = server;
+serverProcessTest(
+  "processes: --toy server and --toy client print the original's numbers",
+  ["--toy"],
+  async (server, port) => {
     await server.waitFor(
       /^\[\*\] Shared parameters: p = 23 \(a safe prime\), g = 5 \(insecure toy mode\)$/m,
     );
@@ -164,14 +167,12 @@ Deno.test({
     const stopped = await stop(server);
     assert.equal(stopped.code, 0, show("server", stopped));
   },
-});
+);
 
-Deno.test({
-  name: "processes: --verbose shows the math on both sides, and the values agree",
-  ignore,
-  async fn() {
-    const { proc: server, port } = await spawnServer(["--verbose"]);
-    await using _server = server;
+serverProcessTest(
+  "processes: --verbose shows the math on both sides, and the values agree",
+  ["--verbose"],
+  async (server, port) => {
     const client = await pipedClient(port, ["--verbose"], "math\n");
     assert.equal(client.code, 0, show("client", client));
     await server.waitFor(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): math$/m);
@@ -225,20 +226,17 @@ Deno.test({
     const stopped = await stop(server);
     assert.equal(stopped.code, 0, show("server", stopped));
   },
-});
+);
 
 // ───────────────────────────────────────────────────────────────────────────
 // Signals, stdin and exits
 // ───────────────────────────────────────────────────────────────────────────
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  Deno.test({
-    name:
-      `processes: ${signal} stops the server (exit 0, "Server stopped"); an idle client gets bye`,
-    ignore,
-    async fn() {
-      const { proc: server, port } = await spawnServer([]);
-      await using _server = server;
+  serverProcessTest(
+    `processes: ${signal} stops the server (exit 0, "Server stopped"); an idle client gets bye`,
+    [],
+    async (server, port) => {
       // stdin stays open: the idle client can only end because of the server.
       await using client = openClient(port, ["--timeout", "1"]);
       await client.waitFor(/Session established/);
@@ -252,15 +250,13 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
       assert.match(result.stdout, /^\[\*\] Server ended the session$/m, show("client", result));
       assert.doesNotMatch(result.stderr, /without bye|not acknowledged/, show("client", result));
     },
-  });
+  );
 }
 
-Deno.test({
-  name: "processes: an idle client whose stdin stays open exits 0 after the server's bye",
-  ignore,
-  async fn() {
-    const { proc: server, port } = await spawnServer([]);
-    await using _server = server;
+serverProcessTest(
+  "processes: an idle client whose stdin stays open exits 0 after the server's bye",
+  [],
+  async (server, port) => {
     await using client = openClient(port, ["--timeout", "2"]);
     await client.write("one line\n");
     await client.waitFor(/^\[\+\] Line 1 acknowledged \(seq 0\)$/m);
@@ -271,14 +267,12 @@ Deno.test({
     assert.equal(result.stderr, "", show("client", result));
     assert.equal(result.code, 0, show("client", result));
   },
-});
+);
 
-Deno.test({
-  name: "processes: SIGINT to an idle client leaves with bye, exit 0",
-  ignore,
-  async fn() {
-    const { proc: server, port } = await spawnServer([]);
-    await using _server = server;
+serverProcessTest(
+  "processes: SIGINT to an idle client leaves with bye, exit 0",
+  [],
+  async (server, port) => {
     await using client = openClient(port);
     await client.write("hi\n");
     await client.waitFor(/^\[\+\] Line 1 acknowledged \(seq 0\)$/m);
@@ -291,14 +285,12 @@ Deno.test({
     assert.doesNotMatch(server.stdout, /without bye/);
     assert.equal(server.stderr, "", show("server", server));
   },
-});
+);
 
-Deno.test({
-  name: "processes: `exit` on stdin ends the client; nothing after it is sent",
-  ignore,
-  async fn() {
-    const { proc: server, port } = await spawnServer([]);
-    await using _server = server;
+serverProcessTest(
+  "processes: `exit` on stdin ends the client; nothing after it is sent",
+  [],
+  async (server, port) => {
     await using client = openClient(port);
     await client.write("one\nexit\ntwo\n"); // stdin stays open
     const result = await client.finish();
@@ -307,7 +299,7 @@ Deno.test({
     assert.match(server.stdout, /^\[\+\] guest1 \(127\.0\.0\.1:\d+\): one$/m);
     assert.doesNotMatch(server.stdout, /: (two|exit)$/m);
   },
-});
+);
 
 Deno.test({
   name: "processes: connection refused → exit 1 and exactly one [!] line, no stack trace",
@@ -333,78 +325,30 @@ Deno.test({
     const serverLeast = longestHello(GROUPS.ffdhe2048);
     const clientLeast = Math.max(...SECURE_GROUP_NAMES.map((g) => longestHello(GROUPS[g])));
     const nameRule = "1 to 24 characters from A-Z a-z 0-9 _ - .";
-    const cases: { script: string; args: string[]; error: string }[] = [
-      { script: "server.ts", args: ["--bogus"], error: "Unknown option '--bogus'" },
-      { script: "client.ts", args: ["--bogus"], error: "Unknown option '--bogus'" },
-      {
-        script: "server.ts",
-        args: ["--port", "-1"],
-        error: '--port must be a whole number from 0 to 65535, got "-1"',
-      },
-      {
-        script: "server.ts",
-        args: ["--port", "abc"],
-        error: '--port must be a whole number from 0 to 65535, got "abc"',
-      },
-      {
-        script: "client.ts",
-        args: ["--port", "-1"],
-        error: '--port must be a whole number from 1 to 65535, got "-1"',
-      },
-      {
-        script: "client.ts",
-        args: ["--port", "abc"],
-        error: '--port must be a whole number from 1 to 65535, got "abc"',
-      },
-      {
-        script: "client.ts",
-        args: ["--timeout", "0.0001"],
-        error: '--timeout must be a number of seconds from 0.001 to 86400, got "0.0001"',
-      },
-      {
-        script: "server.ts",
-        args: ["--max-line", "1024"],
-        error: `--max-line 1024 cannot carry a ffdhe2048 hello: use at least ${serverLeast}`,
-      },
-      {
-        script: "client.ts",
-        args: ["--max-line", "1024"],
-        error:
-          `--max-line 1024 cannot carry every hello this client accepts: use at least ${clientLeast}`,
-      },
-      {
-        script: "server.ts",
-        args: ["--prime", "1000000", "--toy"],
-        error: "Bad --prime/--generator: 1000000 is not a prime, so it does not make a DH group",
-      },
-      {
-        script: "server.ts",
-        args: ["--generator", "1", "--toy"],
-        error: "Bad --prime/--generator: the generator must lie in 2 … p − 2 = 21",
-      },
-      {
-        script: "server.ts",
-        args: ["--name", "bad name"],
-        error: `--name must be ${nameRule}, got "bad name"`,
-      },
-      {
-        script: "client.ts",
-        args: ["--name", "bad name"],
-        error: `--name: a name is ${nameRule}`,
-      },
-      {
-        script: "server.ts",
-        args: ["--prime", "23"],
-        error: "--prime is a teaching flag and needs --toy",
-      },
+    // deno-fmt-ignore -- a table: one case a line
+    const cases: [script: string, args: string[], error: string][] = [
+      ["server.ts", ["--bogus"], "Unknown option '--bogus'"],
+      ["client.ts", ["--bogus"], "Unknown option '--bogus'"],
+      ["server.ts", ["--port", "-1"], '--port must be a whole number from 0 to 65535, got "-1"'],
+      ["server.ts", ["--port", "abc"], '--port must be a whole number from 0 to 65535, got "abc"'],
+      ["client.ts", ["--port", "-1"], '--port must be a whole number from 1 to 65535, got "-1"'],
+      ["client.ts", ["--port", "abc"], '--port must be a whole number from 1 to 65535, got "abc"'],
+      ["client.ts", ["--timeout", "0.0001"], '--timeout must be a number of seconds from 0.001 to 86400, got "0.0001"'],
+      ["server.ts", ["--max-line", "1024"], `--max-line 1024 cannot carry a ffdhe2048 hello: use at least ${serverLeast}`],
+      ["client.ts", ["--max-line", "1024"], `--max-line 1024 cannot carry every hello this client accepts: use at least ${clientLeast}`],
+      ["server.ts", ["--prime", "1000000", "--toy"], "Bad --prime/--generator: 1000000 is not a prime, so it does not make a DH group"],
+      ["server.ts", ["--generator", "1", "--toy"], "Bad --prime/--generator: the generator must lie in 2 … p − 2 = 21"],
+      ["server.ts", ["--name", "bad name"], `--name must be ${nameRule}, got "bad name"`],
+      ["client.ts", ["--name", "bad name"], `--name: a name is ${nameRule}`],
+      ["server.ts", ["--prime", "23"], "--prime is a teaching flag and needs --toy"],
     ];
     const helps = [["server.ts", "--help"], ["client.ts", "--help"], ["server.ts", "-h"]];
     const results = await inBatches([
-      ...cases.map((c) => () => runScript(c.script, c.args)),
+      ...cases.map(([script, args]) => () => runScript(script, args)),
       ...helps.map(([script, flag]) => () => runScript(script, [flag])),
     ]);
     assert.equal(results.length, cases.length + helps.length);
-    cases.forEach(({ script, args, error }, i) => {
+    cases.forEach(([script, args, error], i) => {
       const result = results[i];
       const what = show(`${script} ${args.join(" ")}`, result);
       assert.equal(result.code, 2, what);
@@ -424,12 +368,10 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "processes: a secure client refuses a --toy server before sending its key",
-  ignore,
-  async fn() {
-    const { proc: server, port } = await spawnServer(["--toy"]);
-    await using _server = server;
+serverProcessTest(
+  "processes: a secure client refuses a --toy server before sending its key",
+  ["--toy"],
+  async (server, port) => {
     const result = await pipedClient(port, [], "secret\n");
     assert.equal(result.code, 1, show("client", result));
     assert.deepEqual(linesOf(result.stderr), [
@@ -442,14 +384,12 @@ Deno.test({
     assert.equal(stopped.code, 0, show("server", stopped));
     assert.doesNotMatch(stopped.stdout, /Received client public key|secret/);
   },
-});
+);
 
-Deno.test({
-  name: "processes: a --toy client facing a secure server draws a random key and hides the secret",
-  ignore,
-  async fn() {
-    const { proc: server, port } = await spawnServer([]);
-    await using _server = server;
+serverProcessTest(
+  "processes: a --toy client facing a secure server draws a random key and hides the secret",
+  [],
+  async (server, port) => {
     const result = await pipedClient(port, ["--toy"], "hi\n");
     assert.equal(result.code, 0, show("client", result));
     const sent = captured(result.stdout, /^\[\*\] Sending public key: (.+)$/m, "client key");
@@ -463,14 +403,12 @@ Deno.test({
     assert.equal(captured(server.stdout, /^\[\*\] Received client public key: (.+)$/m, "s"), sent);
     assert.equal(FINGERPRINT.exec(server.stdout)?.[1], FINGERPRINT.exec(result.stdout)?.[1]);
   },
-});
+);
 
-Deno.test({
-  name: "processes: the server's stdin: lines go to clients, /who lists them, EOF does not stop it",
-  ignore,
-  async fn() {
-    const { proc: server, port } = await spawnServer([], "piped");
-    await using _server = server;
+serverProcessTest(
+  "processes: the server's stdin: lines go to clients, /who lists them, EOF does not stop it",
+  [],
+  async (server, port) => {
     await using client = openClient(port);
     await client.waitFor(/Session established/);
     await server.waitFor(/Session with 127\.0\.0\.1:\d+ \(guest1\)/);
@@ -492,14 +430,13 @@ Deno.test({
     assert.equal(stopped.code, 0, show("server", stopped));
     assert.equal(stopped.stderr, "", show("server", stopped));
   },
-});
+  "piped",
+);
 
-Deno.test({
-  name: "processes: --room with three piped clients: names, relays and notices",
-  ignore,
-  async fn() {
-    const { proc: server, port } = await spawnServer(["--room"]);
-    await using _server = server;
+serverProcessTest(
+  "processes: --room with three piped clients: names, relays and notices",
+  ["--room"],
+  async (server, port) => {
     await server.waitFor(/^\[\*\] Room mode/m);
     await using alice = openClient(port, ["--name", "alice"]);
     await alice.waitFor(/^\[\*\] you are now alice$/m);
@@ -531,14 +468,12 @@ Deno.test({
     assert.doesNotMatch(carol.stdout, /^\[\+\] carol: /m);
     assert.equal(bob.stdout.match(/^\[\+\] (alice|carol): hi from/gm)?.length, 2, bob.stdout);
   },
-});
+);
 
-Deno.test({
-  name: "processes: --max-clients 1: the next client is told 'server full (1 client)'",
-  ignore,
-  async fn() {
-    const { proc: server, port } = await spawnServer(["--max-clients", "1"]);
-    await using _server = server;
+serverProcessTest(
+  "processes: --max-clients 1: the next client is told 'server full (1 client)'",
+  ["--max-clients", "1"],
+  async (server, port) => {
     await using first = openClient(port);
     await first.waitFor(/Session established/);
     const second = await pipedClient(port, [], "no room\n");
@@ -562,4 +497,4 @@ Deno.test({
     );
     assert.doesNotMatch(server.stdout, /no room/);
   },
-});
+);

@@ -12,39 +12,35 @@
  */
 
 import assert from "node:assert/strict";
-import { type ClientOptions, runClient } from "../client.ts";
-import { createLogger, type Stream } from "../console.ts";
-import { encodeChat, GROUPS, parseHello, respondToHello, type Session, TOY_CIPHER } from "../dh.ts";
-import { type ServerHandle, type ServerOptions, startServer } from "../server.ts";
+import { runClient } from "../client.ts";
+import { encodeChat, GROUPS, type Session, TOY_CIPHER } from "../dh.ts";
+import { type ServerHandle, startServer } from "../server.ts";
 import { type Connection, type Duplex, type LineConnection, maxRecordText } from "../transport.ts";
 import {
   CapturingLogger,
+  eventually,
+  type FixtureClientOptions,
   handshakeWith,
   IndependentRecords,
+  LONG_NUMBER,
+  PrintedLog,
+  rawClientHandshake,
   RawPeer,
   type ServerFixture,
   sleep,
-  textStream,
+  testServer,
+  type TestServerOptions,
+  TOY_FINGERPRINT,
   tryParse,
-  type TypedInput,
-  typedInput,
+  type TypedClient,
+  typedClient,
+  unsafeCharacters,
   Waiters,
   within,
   withServer,
 } from "./support.ts";
 
 const encoder = new TextEncoder();
-
-/** The toy session's fingerprint (tests/dhx1-vectors.json, group toy). */
-const TOY_FINGERPRINT = "90B9-A4D2-25F0-BE47";
-
-/** A decimal number long enough to be a secret of a real group. */
-const LONG_NUMBER = /\d{30,}/;
-
-/** Characters that must never reach a terminal raw (C0/C1 controls, DEL, bidi, zero-width). */
-const RAW_CONTROL =
-  // deno-lint-ignore no-control-regex -- control characters are what this looks for
-  /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
 // ───────────────────────────────────────────────────────────────────────────
 // Local helpers
@@ -127,19 +123,14 @@ class WireTap {
 }
 
 /** An in-process client on typed input, over a tapped in-memory connection. */
-interface Client {
-  readonly log: CapturingLogger;
+interface Client extends TypedClient {
   readonly tap: WireTap;
-  readonly input: TypedInput;
-  type(line: string): void;
-  end(): void;
-  readonly run: Promise<number>;
 }
 
 /** {@link ServerFixture} plus tapped clients. */
 interface Fixture extends ServerFixture {
   /** Starts a client on the fixture's server through a {@link WireTap}. */
-  open(options?: Omit<ClientOptions, "connection" | "input" | "logger">): Client;
+  open(options?: FixtureClientOptions): Client;
 }
 
 /**
@@ -147,24 +138,15 @@ interface Fixture extends ServerFixture {
  * ended before the server closes, and their runs awaited after.
  */
 async function withRoom(
-  options: Omit<ServerOptions, "port" | "logger" | "onMessage" | "listen">,
+  options: TestServerOptions,
   body: (fixture: Fixture) => Promise<void>,
 ): Promise<void> {
   const clients: Client[] = [];
   try {
     await withServer(options, async (fixture) => {
       const open: Fixture["open"] = (clientOptions = {}) => {
-        const input = typedInput();
-        const log = new CapturingLogger();
         const tap = new WireTap(fixture.server.connect());
-        const run = runClient({
-          interactive: false,
-          ...clientOptions,
-          connection: tap.conn,
-          input: input.stream,
-          logger: log,
-        });
-        const client = { log, tap, input, type: input.type, end: input.end, run };
+        const client = { ...typedClient({ ...clientOptions, connection: tap.conn }), tap };
         clients.push(client);
         return client;
       };
@@ -184,22 +166,6 @@ async function withRoom(
 /** The exit code of a client, bounded, with its log on failure. */
 function exitOf(client: { run: Promise<number>; log: CapturingLogger }, ms = 10_000) {
   return within(client.run, ms, () => `client exit; its log:\n${client.log.dump()}`);
-}
-
-/**
- * A raw client that does a real handshake (dh.ts) and then does only what
- * the test makes it do.
- */
-async function rawClient(
-  conn: Connection,
-  insecure = false,
-): Promise<{ peer: RawPeer; session: Session }> {
-  const peer = new RawPeer(conn);
-  const helloLine = await peer.readLine(5000);
-  assert.ok(helloLine, "no hello");
-  const { keyLine, session } = respondToHello(parseHello(helloLine, { insecure }));
-  await peer.writeLine(keyLine);
-  return { peer, session };
 }
 
 /** Reads and records every line a raw peer receives until EOF, in the background. */
@@ -223,23 +189,6 @@ function scriptedServer(
   );
   done.catch(() => {});
   return { connection, done };
-}
-
-/**
- * Resolves once `ready()` holds, checking every few ms (for state that has no
- * event of its own, such as the n-th occurrence of a log line).
- */
-async function eventually(ready: () => boolean, what: () => string, ms = 8000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!ready()) {
-    if (performance.now() > end) throw new Error(`timed out after ${ms} ms: ${what()}`);
-    await sleep(5);
-  }
-}
-
-/** Every printed line that holds a raw control or bidi character. */
-function rawControlLines(lines: string[]): string[] {
-  return lines.filter((line) => RAW_CONTROL.test(line));
 }
 
 // ───────────────────────────────────────────────────────────────────────────
@@ -499,6 +448,7 @@ Deno.test("commands: /name conflicts and invalid names, /who, // escaping, unkno
       await eventually(
         () => client.log.of("info").slice(before).includes(answer),
         () => `${line} → ${answer}:\n${client.log.dump()}`,
+        8000,
       );
       assert.equal(
         client.log.of("info").slice(before).filter((l) => l === answer).length,
@@ -538,7 +488,7 @@ Deno.test("--name: /name goes right after the handshake and the answer is shown"
     );
     assert.deepEqual(sink.texts(), ["/name carol"]);
     assert.equal(sink.messages[0].seq, 0);
-    await serverLog.waitFor(/^\[\*\] memory:1: guest1 is now carol$/);
+    await serverLog.waitFor(/^\[\*\] guest1 \(memory:1\) is now carol$/);
     // A taken name (the operator's, any case): the refusal is shown.
     const other = open({ name: "OP" });
     await other.log.waitFor(/^\[\*\] name not changed: "OP" is already taken$/);
@@ -585,7 +535,7 @@ Deno.test("operator line: a client that never acks it is reported; the others ar
   await withRoom({ writeTimeoutMs: 1000 }, async ({ server, serverLog, open }) => {
     const live = open();
     await serverLog.waitFor(/Session with memory:1/);
-    const { peer, session } = await rawClient(server.connect());
+    const { raw: peer, session } = await rawClientHandshake(server.connect());
     await serverLog.waitFor(/Session with memory:2 \(guest2\)/);
     const received = drain(peer); // reads everything, acks nothing
     server.operator("please ack");
@@ -639,20 +589,6 @@ Deno.test("/kick NAME: that session ends with an error frame; the client exits 1
 // Keepalive and slow peers
 // ───────────────────────────────────────────────────────────────────────────
 
-Deno.test("keepalive: a peer that goes silent gets a ping, then an error frame; [!] at the server", async () => {
-  await withRoom({ keepaliveMs: 150 }, async ({ server, serverLog }) => {
-    const { peer, session } = await rawClient(server.connect());
-    const lines = await drain(peer); // never answers anything
-    const frames = lines.map(tryParse);
-    assert.deepEqual(frames.map((f) => f?.type), ["ping", "error"], lines.join("\n"));
-    assert.equal(session.open(lines[0]).type, "ping");
-    assert.match(String(frames[1]?.message), /^no answer to keepalive ping: silent for [0-9.]+ s$/);
-    const reported = await serverLog.waitFor(/^\[!\] guest1 \(memory:1\): /);
-    assert.match(reported, /no answer to keepalive ping/);
-    assert.equal(server.members.length, 0);
-  });
-});
-
 Deno.test("keepalive: a live idle client answers ping after ping and stays", async () => {
   await withRoom({ keepaliveMs: 300 }, async ({ server, serverLog, sink, open }) => {
     const client = open();
@@ -684,7 +620,7 @@ async function stuckRoom(
       await alice.log.waitFor(/you are now alice/);
       const bob = fixture.open({ name: "bob" });
       await bob.log.waitFor(/you are now bob/);
-      const { peer } = await rawClient(fixture.server.connect()); // reads nothing more
+      const { raw: peer } = await rawClientHandshake(fixture.server.connect()); // reads nothing more
       try {
         await bob.log.waitFor(/^\[\*\] guest3 joined$/);
         await body(fixture, alice, bob);
@@ -736,7 +672,7 @@ Deno.test("a client that never reads: the server says why it dropped it ([!] lin
 
 Deno.test("a revision-1 client (msg and bye only) is served in default mode", async () => {
   await withRoom({}, async ({ server, serverLog, sink, open }) => {
-    const { peer, session } = await rawClient(server.connect());
+    const { raw: peer, session } = await rawClientHandshake(server.connect());
     await serverLog.waitFor(/Session with memory:1 \(guest1\)/);
     // Its records are sealed independently (node:crypto), and so are the acks it expects.
     const mine = new IndependentRecords(session.keySchedule, "client");
@@ -792,15 +728,7 @@ function revisionOneServer() {
 
 Deno.test("our client against a revision-1 server: never pings it, even with a short keepalive", async () => {
   const fake = revisionOneServer();
-  const input = typedInput();
-  const log = new CapturingLogger();
-  const run = runClient({
-    connection: fake.connection,
-    input: input.stream,
-    interactive: false,
-    logger: log,
-    keepaliveMs: 20,
-  });
+  const { input, log, run } = typedClient({ connection: fake.connection, keepaliveMs: 20 });
   try {
     input.type("first");
     await log.waitFor(/Line 1 acknowledged/);
@@ -822,27 +750,6 @@ Deno.test("our client against a revision-1 server: never pings it, even with a s
 // What the client prints
 // ───────────────────────────────────────────────────────────────────────────
 
-/** A logger through console.ts's real escaping, capturing what would reach the terminal. */
-function terminal() {
-  const printed: { line: string; stream: Stream }[] = [];
-  const waiters = new Waiters();
-  const logger = createLogger({
-    color: false,
-    write: (line, stream) => {
-      printed.push({ line, stream });
-      waiters.notify();
-    },
-  });
-  const lines = () => printed.map((p) => p.line);
-  const waitFor = (pattern: RegExp) =>
-    waiters.until(
-      () => lines().some((l) => pattern.test(l)),
-      8000,
-      () => `printed ${pattern}:\n${lines().join("\n")}`,
-    );
-  return { logger, printed, lines, waitFor };
-}
-
 Deno.test("client output escapes ESC, BEL, C1 and bidi characters from chat, notices and names", async () => {
   const hostile = {
     from: "ev\u001b[2Jil\u202e",
@@ -861,23 +768,19 @@ Deno.test("client output escapes ESC, BEL, C1 and bidi characters from chat, not
       if (record.type === "msg") link.send(session.seal("ack", String(record.seq)));
     }
   });
-  const screen = terminal();
-  const input = typedInput();
-  const run = runClient({
-    connection: fake.connection,
-    input: input.stream,
-    interactive: false,
-    logger: screen.logger,
-  });
+  const { log: screen, input, run } = typedClient(
+    { connection: fake.connection },
+    new PrintedLog(),
+  );
   try {
     await screen.waitFor(/^\[\+\] ev/);
     await screen.waitFor(/^\[\*\] title/);
     input.end();
-    assert.equal(await within(run, 10_000, "client exit"), 0, screen.lines().join("\n"));
+    assert.equal(await within(run, 10_000, "client exit"), 0, screen.texts().join("\n"));
   } finally {
     input.end();
   }
-  const lines = screen.lines();
+  const lines = screen.texts();
   assert.ok(
     lines.includes(
       "[+] ev\\u{1b}[2Jil\\u{202e}: bell\\u{7} esc\\u{1b}[31mred c1\\u{9b}31m rlo\\u{202e}evil",
@@ -890,20 +793,16 @@ Deno.test("client output escapes ESC, BEL, C1 and bidi characters from chat, not
     ),
     lines.join("\n"),
   );
-  assert.deepEqual(rawControlLines(lines), []);
+  assert.deepEqual(lines.filter((l) => unsafeCharacters(l).length > 0), []);
 });
 
 Deno.test("escaping through a real server: operator chat and an unknown-command notice; server side too", async () => {
-  const serverScreen = terminal();
-  const server: ServerHandle = startServer({ listen: false, logger: serverScreen.logger });
-  const screen = terminal();
-  const input = typedInput();
-  const run = runClient({
-    connection: server.connect(),
-    input: input.stream,
-    interactive: false,
-    logger: screen.logger,
-  });
+  const serverScreen = new PrintedLog();
+  const server: ServerHandle = startServer({ listen: false, logger: serverScreen });
+  const { log: screen, input, run } = typedClient(
+    { connection: server.connect() },
+    new PrintedLog(),
+  );
   try {
     await serverScreen.waitFor(/Session with memory:1/);
     server.operator("op \u001b[41mbg\u0007 \u009b \u202eevil");
@@ -913,12 +812,12 @@ Deno.test("escaping through a real server: operator chat and an unknown-command 
     input.type("client \u001b]0;t\u0007 \u202e");
     await serverScreen.waitFor(/^\[\+\] guest1 \(memory:1\): client/);
     input.end();
-    assert.equal(await within(run, 10_000, "client exit"), 0, screen.lines().join("\n"));
+    assert.equal(await within(run, 10_000, "client exit"), 0, screen.texts().join("\n"));
   } finally {
     input.end();
     await server.close();
   }
-  const lines = screen.lines();
+  const lines = screen.texts();
   assert.ok(
     lines.includes("[+] server: op \\u{1b}[41mbg\\u{7} \\u{9b} \\u{202e}evil"),
     lines.join("\n"),
@@ -927,132 +826,142 @@ Deno.test("escaping through a real server: operator chat and an unknown-command 
     lines.some((l) => l.startsWith("[*] unknown command /x\\u{1b}[2Jy;")),
     lines.join("\n"),
   );
-  assert.deepEqual(rawControlLines(lines), []);
-  const serverLines = serverScreen.lines();
+  assert.deepEqual(lines.filter((l) => unsafeCharacters(l).length > 0), []);
+  const serverLines = serverScreen.texts();
   assert.ok(
     serverLines.includes("[+] guest1 (memory:1): client \\u{1b}]0;t\\u{7} \\u{202e}"),
     serverLines.join("\n"),
   );
-  assert.deepEqual(rawControlLines(serverLines), []);
+  assert.deepEqual(serverLines.filter((l) => unsafeCharacters(l).length > 0), []);
 });
 
 // ───────────────────────────────────────────────────────────────────────────
 // Client exit codes and input
 // ───────────────────────────────────────────────────────────────────────────
 
-Deno.test("server bye before stdin ends: the client counts the lines not sent and exits 1", async () => {
-  await withRoom({}, async ({ server, sink, open }) => {
-    const client = open();
-    client.type("sent");
-    await client.log.waitFor(/Line 1 acknowledged/);
-    await server.close();
-    // The client has read the bye and closed its end: the rest of its input is not sent.
-    await client.tap.until(() => client.tap.clientEnded, "the client to close after bye");
-    await sleep(0);
-    client.type("not sent 1");
-    client.type("not sent 2");
-    client.type("exit");
-    client.type("after exit");
-    client.end();
-    assert.equal(await exitOf(client), 1, client.log.dump());
-    assert.ok(client.log.of("info").includes("Server ended the session"), client.log.dump());
-    assert.ok(
-      client.log.of("error").includes("2 input lines not sent: the session ended first"),
-      client.log.dump(),
-    );
-    assert.deepEqual(sink.texts(), ["sent"]);
-  });
-});
+/** One run of the stdin refusal test: what the client reads, and what must come of it. */
+interface RefusalRun {
+  readonly name: string;
+  /** The client's line limit (its default where absent). */
+  readonly maxLine?: number;
+  /** The server's line limit (its default where absent). */
+  readonly serverMaxLine?: number;
+  /** The client's input, chunk by chunk. */
+  readonly chunks: (string | Uint8Array)[];
+  /** What the server receives, in order. */
+  readonly sent: string[];
+  /** Every `[!]` line the client prints, in order. */
+  readonly errors: string[];
+  /** [input line, seq] of every line sent: each is acknowledged under that number. */
+  readonly acks: [line: number, seq: number][];
+  /** Text that must not reach the server. */
+  readonly absent?: string;
+}
 
-Deno.test("server bye to an idle client whose input stays open: exit 0, nothing reported lost", async () => {
-  await withRoom({}, async ({ server, open }) => {
-    const client = open({ timeoutMs: 1500 });
-    client.type("sent");
-    await client.log.waitFor(/Line 1 acknowledged/);
-    await server.close();
-    // The input is still open, and nothing more is typed: nothing was lost.
-    const code = await exitOf(client);
-    assert.ok(client.log.of("info").includes("Server ended the session"), client.log.dump());
-    assert.deepEqual(client.log.of("error"), [], client.log.dump());
-    assert.equal(code, 0, client.log.dump());
-  });
-});
-
-Deno.test("a stdin line over the record size is refused on its own; later lines are sent; exit 1", async () => {
-  const maxLine = 2048;
-  const maxBytes = maxRecordText(maxLine);
-  await withRoom({}, async ({ sink, open }) => {
-    const client = open({ maxLine });
+Deno.test("stdin lines too long for a record or not valid UTF-8 are refused one by one; the rest is sent; exit 1", async (t) => {
+  const runs: RefusalRun[] = [];
+  {
+    const maxLine = 2048;
+    const maxBytes = maxRecordText(maxLine);
+    const limit = `a line may take at most ${maxBytes} bytes`;
     const exact = "e".repeat(maxBytes);
     const over = "o".repeat(maxBytes + 1);
     const multibyte = "é".repeat(Math.floor(maxBytes / 2) + 1); // short in characters, long in bytes
-    client.type("before");
-    client.type(over);
-    client.type(exact);
-    client.type(multibyte);
-    client.type("after");
-    client.end();
-    assert.equal(await exitOf(client), 1, client.log.dump());
-    assert.deepEqual(sink.texts(), ["before", exact, "after"]);
-    const refusals = client.log.of("error").filter((e) => /^Input line \d+ not sent/.test(e));
-    assert.deepEqual(refusals, [
-      `Input line 2 not sent: line longer than ${maxBytes} bytes; a line may take at most ${maxBytes} bytes`,
-      `Input line 4 not sent: line longer than ${maxBytes} bytes; a line may take at most ${maxBytes} bytes`,
-    ]);
-    assert.ok(
-      client.log.of("error").includes("2 input lines refused and not sent"),
-      client.log.dump(),
-    );
-    // Lines 1, 3 and 5 were acked; the server received nothing of the refused ones.
-    for (const [line, seq] of [[1, 0], [3, 1], [5, 2]]) {
-      assert.ok(
-        client.log.of("success").includes(`Line ${line} acknowledged (seq ${seq})`),
-        client.log.dump(),
+    runs.push({
+      name: "over the record size, typed line by line (the client's --max-line only)",
+      maxLine,
+      chunks: ["before", over, exact, multibyte, "after"].map((line) => line + "\n"),
+      sent: ["before", exact, "after"],
+      errors: [
+        `[!] Input line 2 not sent: line longer than ${maxBytes} bytes; ${limit}`,
+        `[!] Input line 4 not sent: line longer than ${maxBytes} bytes; ${limit}`,
+        "[!] 2 input lines refused and not sent",
+      ],
+      acks: [[1, 0], [3, 1], [5, 2]],
+      absent: "o".repeat(100),
+    });
+  }
+  {
+    const limit = `a line may take at most ${maxRecordText(1_048_576)} bytes`;
+    runs.push({
+      name: "invalid UTF-8 sequences, in one chunk",
+      chunks: [
+        new Uint8Array([
+          ...encoder.encode("good\n"),
+          ...[0x62, 0xff, 0xfe, 0x61, 0x0a],
+          ...encoder.encode("\xc3\n"), // U+00C3 in UTF-8: valid
+          ...[0xc3, 0x28, 0x0a], // an invalid sequence
+          ...encoder.encode("fine\n"),
+        ]),
+      ],
+      sent: ["good", "\u00c3", "fine"],
+      errors: [
+        `[!] Input line 2 not sent: line is not valid UTF-8; ${limit}`,
+        `[!] Input line 4 not sent: line is not valid UTF-8; ${limit}`,
+        "[!] 2 input lines refused and not sent",
+      ],
+      acks: [[1, 0], [3, 1], [5, 2]],
+    });
+  }
+  {
+    // The review's item 8: both kinds in one input, client and server at 8192 (the longest
+    // line that fits must also fit the server's limit).
+    const maxLine = 8192;
+    const maxBytes = maxRecordText(maxLine);
+    const limit = `a line may take at most ${maxBytes} bytes`;
+    const longest = "é".repeat(maxBytes / 2 - 1) + "zz"; // exactly maxBytes bytes of UTF-8
+    assert.equal(encoder.encode(longest).length, maxBytes);
+    runs.push({
+      name: "one line of each kind, and the longest line that fits (item 8 of the review)",
+      maxLine,
+      serverMaxLine: maxLine,
+      chunks: [
+        new Uint8Array([
+          ...encoder.encode("first\n"),
+          ...[0x62, 0x61, 0x64, 0xc3, 0x28, 0x0a], // "bad" + an invalid UTF-8 sequence
+          ...encoder.encode("x".repeat(maxBytes + 1) + "\n"),
+          ...encoder.encode(longest + "\n"),
+          ...encoder.encode("last\n"),
+        ]),
+      ],
+      sent: ["first", longest, "last"],
+      errors: [
+        `[!] Input line 2 not sent: line is not valid UTF-8; ${limit}`,
+        `[!] Input line 3 not sent: line longer than ${maxBytes} bytes; ${limit}`,
+        "[!] 2 input lines refused and not sent",
+      ],
+      acks: [[1, 0], [4, 1], [5, 2]],
+    });
+  }
+  for (const run of runs) {
+    await t.step(run.name, async () => {
+      await using srv = testServer({ maxLine: run.serverMaxLine });
+      const log = new PrintedLog();
+      const tap = new WireTap(srv.server.connect());
+      const code = await within(
+        runClient({
+          connection: tap.conn,
+          input: ReadableStream.from(
+            run.chunks.map((chunk) => typeof chunk === "string" ? encoder.encode(chunk) : chunk),
+          ),
+          interactive: false,
+          logger: log,
+          ...(run.maxLine === undefined ? {} : { maxLine: run.maxLine }),
+        }),
+        10_000,
+        () => log.text(),
       );
-    }
-    assert.equal(client.tap.count("toServer", "msg"), 3);
-    assert.ok(!sink.texts().some((t) => t.includes("o".repeat(100))));
-  });
-});
-
-Deno.test("an invalid UTF-8 stdin line is refused on its own; the rest is sent; exit 1", async () => {
-  await withServer({}, async ({ server, sink }) => {
-    const log = new CapturingLogger();
-    const bytes = new Uint8Array([
-      ...encoder.encode("good\n"),
-      0x62,
-      0xff,
-      0xfe,
-      0x61,
-      0x0a,
-      ...encoder.encode("\xc3\n"), // U+00C3 in UTF-8: valid
-      0xc3,
-      0x28,
-      0x0a, // an invalid sequence
-      ...encoder.encode("fine\n"),
-    ]);
-    const code = await within(
-      runClient({
-        connection: server.connect(),
-        input: textStream(bytes),
-        interactive: false,
-        logger: log,
-      }),
-      10_000,
-      () => log.dump(),
-    );
-    assert.equal(code, 1, log.dump());
-    assert.deepEqual(sink.texts(), ["good", "\u00c3", "fine"]);
-    assert.deepEqual(log.of("error").filter((e) => /^Input line/.test(e)), [
-      `Input line 2 not sent: line is not valid UTF-8; a line may take at most ${
-        maxRecordText(1_048_576)
-      } bytes`,
-      `Input line 4 not sent: line is not valid UTF-8; a line may take at most ${
-        maxRecordText(1_048_576)
-      } bytes`,
-    ]);
-    assert.ok(log.of("error").includes("2 input lines refused and not sent"), log.dump());
-  });
+      assert.equal(code, 1, log.text());
+      assert.deepEqual(srv.sink.texts(), run.sent, "the other lines were all sent");
+      assert.deepEqual(log.errors, run.errors);
+      for (const [line, seq] of run.acks) {
+        assert.ok(log.texts().includes(`[+] Line ${line} acknowledged (seq ${seq})`), log.text());
+      }
+      // The server received nothing of the refused lines.
+      assert.equal(tap.count("toServer", "msg"), run.sent.length, tap.dump());
+      if (run.absent) assert.ok(!srv.sink.texts().some((text) => text.includes(run.absent!)));
+    });
+  }
 });
 
 Deno.test("an `exit` line ends the session; nothing after it is sent; exit 0", async () => {
@@ -1112,27 +1021,44 @@ function ackHoldingServer(expected: number) {
   return { ...fake, events, release, received, until };
 }
 
-Deno.test("Ctrl-C (signal): waits for the acks, then bye; exit 0", async () => {
+/**
+ * An interactive client (a stream as input: no prompt, but the "Waiting"
+ * line) whose two lines the server holds unacknowledged, after its first
+ * Ctrl-C (signal): it has said that it waits for the acks. `cleanup()` in a
+ * finally ends its input and lets the server ack.
+ */
+async function leavingWithTwoUnacked(timeoutMs: number) {
   const fake = ackHoldingServer(2);
-  const input = typedInput();
-  const log = new CapturingLogger();
   const leave = new AbortController();
   const force = new AbortController();
-  const run = runClient({
+  const { input, log, run } = typedClient({
     connection: fake.connection,
-    input: input.stream,
-    interactive: true, // with a stream as input: no prompt, but the "Waiting" line
-    logger: log,
-    timeoutMs: 20_000,
+    interactive: true,
+    timeoutMs,
     signal: leave.signal,
     forceSignal: force.signal,
   });
+  const cleanup = () => {
+    input.end();
+    fake.release();
+  };
   try {
     input.type("a");
     input.type("b");
     await fake.until(() => fake.received("msg") === 2, "two msgs");
     leave.abort();
-    await log.waitFor(/^\[\*\] Waiting up to 20 s for 2 acknowledgements/);
+    const seconds = timeoutMs / 1000;
+    await log.waitFor(new RegExp(`^\\[\\*\\] Waiting up to ${seconds} s for 2 acknowledgements`));
+  } catch (error) {
+    cleanup();
+    throw error;
+  }
+  return { fake, log, force, run, cleanup };
+}
+
+Deno.test("Ctrl-C (signal): waits for the acks, then bye; exit 0", async () => {
+  const { fake, log, run, cleanup } = await leavingWithTwoUnacked(20_000);
+  try {
     await sleep(20); // a client that would not wait has said bye by now
     fake.release();
     assert.equal(await within(run, 10_000, "client exit"), 0, log.dump());
@@ -1140,32 +1066,13 @@ Deno.test("Ctrl-C (signal): waits for the acks, then bye; exit 0", async () => {
     assert.deepEqual(fake.events, ["received msg", "received msg", "acks sent", "received bye"]);
     assert.ok(log.of("info").includes("Session closed"), log.dump());
   } finally {
-    input.end();
-    fake.release();
+    cleanup();
   }
 });
 
 Deno.test("second Ctrl-C (forceSignal): leaves at once without the acks; exit 1", async () => {
-  const fake = ackHoldingServer(2);
-  const input = typedInput();
-  const log = new CapturingLogger();
-  const leave = new AbortController();
-  const force = new AbortController();
-  const run = runClient({
-    connection: fake.connection,
-    input: input.stream,
-    interactive: true,
-    logger: log,
-    timeoutMs: 60_000, // leaving must not wait for this
-    signal: leave.signal,
-    forceSignal: force.signal,
-  });
+  const { log, force, run, cleanup } = await leavingWithTwoUnacked(60_000); // must not wait this
   try {
-    input.type("a");
-    input.type("b");
-    await fake.until(() => fake.received("msg") === 2, "two msgs");
-    leave.abort();
-    await log.waitFor(/^\[\*\] Waiting up to 60 s for 2 acknowledgements/);
     force.abort();
     assert.equal(await within(run, 10_000, "client exit"), 1, log.dump());
     assert.ok(
@@ -1173,87 +1080,6 @@ Deno.test("second Ctrl-C (forceSignal): leaves at once without the acks; exit 1"
       log.dump(),
     );
   } finally {
-    input.end();
-    fake.release();
+    cleanup();
   }
-});
-
-Deno.test("leaving with unacknowledged messages takes about one timeout in all, not more", async () => {
-  const timeoutMs = 2000;
-  const waiters = new Waiters();
-  const { promise: hold, resolve: letGo } = Promise.withResolvers<void>();
-  let msgs = 0;
-  // Reads the two msgs, then neither acks nor reads: the bye cannot even be written.
-  const fake = scriptedServer(async (link, session) => {
-    while (msgs < 2) {
-      const line = await link.readLine();
-      if (line === null) return;
-      if (session.open(line).type === "msg") msgs++;
-    }
-    waiters.notify();
-    await hold;
-  });
-  const log = new CapturingLogger();
-  const run = runClient({
-    connection: fake.connection,
-    input: textStream("a\nb\n"),
-    interactive: false,
-    logger: log,
-    timeoutMs,
-  });
-  let code: number, elapsed: number;
-  try {
-    await waiters.until(() => msgs === 2, 8000, "two msgs");
-    const started = performance.now();
-    code = await within(run, 5 * timeoutMs, () => log.dump());
-    elapsed = performance.now() - started;
-  } finally {
-    letGo();
-  }
-  assert.equal(code, 1, log.dump());
-  assert.ok(
-    log.of("error").includes("2 messages not acknowledged by the server (seq 0, 1)"),
-    log.dump(),
-  );
-  assert.ok(elapsed >= timeoutMs * 0.5, `left after ${elapsed} ms, before its timeout`);
-  assert.ok(elapsed < timeoutMs * 1.75, `leaving took ${elapsed} ms for a ${timeoutMs} ms timeout`);
-  await within(fake.done.catch(() => {}), 5000, "fake server");
-});
-
-Deno.test("shutdown race: every delivered message was acked before the bye; nothing follows it", async () => {
-  const delivered: number[] = [];
-  const serverLog = new CapturingLogger();
-  const waiters = new Waiters();
-  const server = startServer({
-    listen: false,
-    logger: serverLog,
-    onMessage: (m) => {
-      delivered.push(m.seq);
-      waiters.notify();
-    },
-  });
-  const { peer, session } = await rawClient(server.connect());
-  const total = 400;
-  // The stream of messages, in a few writes, while the server shuts down.
-  const writing = (async () => {
-    for (let seq = 0; seq < total; seq += 20) {
-      const batch = Array.from({ length: 20 }, (_, i) => session.seal("msg", `m${seq + i}`));
-      await peer.write(batch.join("\n") + "\n");
-    }
-  })().catch(() => {});
-  const reading = drain(peer);
-  await waiters.until(() => delivered.length >= 30, 8000, "30 deliveries");
-  await within(server.close(), 8000, "server.close()");
-  const lines = await reading;
-  await writing;
-  peer.close();
-  const records = lines.map((line) => session.open(line));
-  const types = records.map((r) => r.type);
-  assert.ok(delivered.length >= 30 && delivered.length <= total, `${delivered.length}`);
-  assert.equal(types.at(-1), "bye", `last frame: ${lines.at(-1)}`);
-  assert.equal(types.indexOf("bye"), types.length - 1, "something followed the bye");
-  const acked = records.filter((r) => r.type === "ack").map((r) => Number(r.text));
-  assert.equal(acked.length, types.length - 1, `only acks before the bye: ${types.join(" ")}`);
-  assert.deepEqual(acked, delivered, "acked ≠ delivered");
-  assert.deepEqual(delivered, delivered.map((_, i) => i), "delivered out of order");
 });

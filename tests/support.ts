@@ -1,8 +1,10 @@
 /**
  * Helpers shared by the test files: which permissions the run has, time
- * bounds, a capturing {@link Logger}, client input streams, JSON frame
- * editing, a seeded random generator, an independent record sealer, raw and
- * fake peers, script processes, and the one server fixture.
+ * bounds, the known-answer constants, an independent detector of characters
+ * unsafe at a terminal, capturing loggers (messages as given, or as printed),
+ * client input streams, JSON frame editing, a seeded random generator, an
+ * independent record sealer, raw clients and fake servers, child processes,
+ * and the one server fixture.
  *
  * Not a test file itself (`deno test` does not pick it up).
  *
@@ -11,16 +13,19 @@
 
 import assert from "node:assert/strict";
 import { createCipheriv, createHmac } from "node:crypto";
-import type { Logger } from "../console.ts";
+import { createLogger, type Logger, type LoggerOptions, type Stream } from "../console.ts";
 import {
   derivePublicKey,
   GROUPS,
+  type Hello,
   KEY_SCHEDULE_LAYOUT,
+  parseHello,
+  respondToHello,
   type Role,
   SECURE_CIPHER,
   type Session,
 } from "../dh.ts";
-import { runClient } from "../client.ts";
+import { type ClientOptions, runClient } from "../client.ts";
 import {
   type ReceivedMessage,
   type ServerHandle,
@@ -34,6 +39,12 @@ export const HOST = "127.0.0.1";
 
 /** A second loopback address, to play a different client machine. */
 export const OTHER_HOST = "127.0.0.2";
+
+/** The toy session's fingerprint (tests/dhx1-vectors.json, group toy). */
+export const TOY_FINGERPRINT = "90B9-A4D2-25F0-BE47";
+
+/** A decimal number long enough to be a secret of a real group: never printed unasked. */
+export const LONG_NUMBER = /\d{30,}/;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -98,6 +109,24 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * Resolves once `ready()` holds, checking every 2 ms: for state that has no
+ * event of its own (`server.connections`, the n-th occurrence of a log line).
+ */
+export async function eventually(
+  ready: () => boolean,
+  what: Description,
+  ms = 5000,
+): Promise<void> {
+  const end = performance.now() + ms;
+  while (!ready()) {
+    if (performance.now() > end) {
+      throw new Error(`timed out after ${ms} ms: ${typeof what === "string" ? what : what()}`);
+    }
+    await sleep(2);
+  }
+}
+
 /** Calls the waiters whose condition became true; used by logs, sinks and processes. */
 export class Waiters {
   #waiters: { ready: () => boolean; resolve: () => void }[] = [];
@@ -120,7 +149,63 @@ export class Waiters {
 }
 
 // ───────────────────────────────────────────────────────────────────────────
-// Capturing logger and message sink
+// Terminal safety, judged independently of console.ts
+// ───────────────────────────────────────────────────────────────────────────
+
+/**
+ * The Unicode format characters (Cf), listed here rather than taken from
+ * console.ts: soft hyphen, Arabic number signs, zero-width characters, the
+ * bidi embeddings, overrides and isolates, invisible operators, BOM,
+ * interlinear annotation, tag characters, … (console_test.ts checks the list
+ * against `\p{Cf}`).
+ */
+export const FORMAT_CHARACTERS: readonly (readonly [number, number])[] = [
+  [0xad, 0xad],
+  [0x600, 0x605],
+  [0x61c, 0x61c],
+  [0x6dd, 0x6dd],
+  [0x70f, 0x70f],
+  [0x890, 0x891],
+  [0x8e2, 0x8e2],
+  [0x180e, 0x180e],
+  [0x200b, 0x200f],
+  [0x202a, 0x202e],
+  [0x2060, 0x2064],
+  [0x2066, 0x206f],
+  [0xfeff, 0xfeff],
+  [0xfff9, 0xfffb],
+  [0x110bd, 0x110bd],
+  [0x110cd, 0x110cd],
+  [0x13430, 0x1343f],
+  [0x1bca0, 0x1bca3],
+  [0x1d173, 0x1d17a],
+  [0xe0001, 0xe0001],
+  [0xe0020, 0xe007f],
+];
+
+/**
+ * Whether a code point must never reach a terminal raw: C0 controls, DEL, C1
+ * controls (U+009B being the 8-bit CSI), the line and paragraph separators,
+ * surrogates (only lone ones survive string iteration) and the format
+ * characters.
+ */
+export function isUnsafeCodePoint(c: number): boolean {
+  return c < 0x20 || c === 0x7f || (c >= 0x80 && c <= 0x9f) || c === 0x2028 || c === 0x2029 ||
+    (c >= 0xd800 && c <= 0xdfff) || FORMAT_CHARACTERS.some(([lo, hi]) => c >= lo && c <= hi);
+}
+
+/** The unsafe characters in `text`, in order, as U+XXXX names (empty when it is safe to print). */
+export function unsafeCharacters(text: string): string[] {
+  const found: string[] = [];
+  for (const char of text) {
+    const c = char.codePointAt(0)!;
+    if (isUnsafeCodePoint(c)) found.push(`U+${c.toString(16).toUpperCase().padStart(4, "0")}`);
+  }
+  return found;
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// Capturing loggers and message sink
 // ───────────────────────────────────────────────────────────────────────────
 
 /** A session fingerprint as the server and client print it. */
@@ -195,6 +280,74 @@ export class CapturingLogger implements Logger {
   /** The whole log as printed, for assertion messages. */
   dump(): string {
     return this.lines.join("\n");
+  }
+}
+
+/** One line as printed by console.ts's logger: after escaping, with its prefix. */
+export interface PrintedLine {
+  readonly stream: Stream;
+  readonly text: string;
+  /** When it was printed (performance.now()). */
+  readonly at: number;
+}
+
+/**
+ * A {@link Logger} that is console.ts's own `createLogger` (no colour unless
+ * asked) with a capturing `write`: it records what would reach the terminal,
+ * escaping included, unlike {@link CapturingLogger}, which records messages
+ * before escaping.
+ */
+export class PrintedLog implements Logger {
+  /** Every line printed, in order. */
+  readonly lines: PrintedLine[] = [];
+  readonly #waiters = new Waiters();
+  readonly #logger: Logger;
+
+  /** @param options createLogger's (`quiet`, `color`), without `write` */
+  constructor(options: Omit<LoggerOptions, "write"> = {}) {
+    this.#logger = createLogger({
+      color: false,
+      ...options,
+      write: (text, stream) => {
+        this.lines.push({ stream, text, at: performance.now() });
+        this.#waiters.notify();
+      },
+    });
+  }
+
+  get quiet(): boolean {
+    return this.#logger.quiet;
+  }
+  info = (m: string) => this.#logger.info(m);
+  success = (m: string) => this.#logger.success(m);
+  line = (m: string) => this.#logger.line(m);
+  notice = (m: string) => this.#logger.notice(m);
+  error = (m: string) => this.#logger.error(m);
+
+  /** The `[!]` lines as printed. */
+  get errors(): string[] {
+    return this.texts().filter((text) => text.startsWith("[!] "));
+  }
+
+  /** Every line as printed, without stream or time. */
+  texts(): string[] {
+    return this.lines.map((l) => l.text);
+  }
+
+  /** Everything printed, one line each. */
+  text(): string {
+    return this.texts().join("\n");
+  }
+
+  /** The first printed line matching `match`, now or once printed. */
+  async waitFor(match: RegExp, ms = 5000): Promise<PrintedLine> {
+    let found: PrintedLine | undefined;
+    await this.#waiters.until(
+      () => (found = this.lines.find((l) => match.test(l.text))) !== undefined,
+      ms,
+      () => `printed line ${match}; printed so far:\n${this.text()}`,
+    );
+    return found!;
   }
 }
 
@@ -553,6 +706,52 @@ export class RawPeer {
   }
 }
 
+/** The private key of {@link rawClientHandshake} unless told otherwise: 64 bits, cheap. */
+export const RAW_CLIENT_KEY = 0x5eed_f00d_1234_5678n;
+
+/** A raw client that has done a real DHX/1 handshake (dh.ts) and does only what the test makes it do. */
+export interface RawClient {
+  readonly raw: RawPeer;
+  readonly session: Session;
+  readonly hello: Hello;
+  /** The key line computed for the hello (sent unless `sendKey: false`). */
+  readonly keyLine: string;
+}
+
+/**
+ * Reads the hello on `conn` and answers it with a key computed properly
+ * (dh.ts's parseHello and respondToHello). With `sendKey: false` the key line
+ * is only computed: the test sends it, or something made from it.
+ */
+export async function rawClientHandshake(
+  conn: Connection | RawPeer,
+  options: { privateKey?: bigint; insecure?: boolean; sendKey?: boolean } = {},
+): Promise<RawClient> {
+  const raw = conn instanceof RawPeer ? conn : new RawPeer(conn);
+  const helloLine = await raw.readLine(5000);
+  assert.ok(helloLine !== null, "the server sent no hello");
+  const hello = parseHello(helloLine, { insecure: options.insecure ?? false });
+  const { keyLine, session } = respondToHello(hello, options.privateKey ?? RAW_CLIENT_KEY);
+  if (options.sendKey ?? true) await raw.writeLine(keyLine);
+  return { raw, session, hello, keyLine };
+}
+
+/** Reads one line and checks that it is the ack of `seq` (tag, seq and plaintext). */
+export async function expectAck(s: RawClient, seq: number): Promise<void> {
+  const line = await s.raw.readLine();
+  assert.ok(line !== null, `EOF instead of the ack of ${seq}`);
+  const record = s.session.open(line);
+  assert.equal(record.type, "ack", `expected an ack, got ${line.slice(0, 120)}`);
+  assert.equal(record.text, String(seq));
+}
+
+/** Sends one msg and checks its ack. */
+export async function sendAndExpectAck(s: RawClient, text: string): Promise<void> {
+  const seq = s.session.nextSendSeq;
+  await s.raw.writeLine(s.session.seal("msg", text));
+  await expectAck(s, seq);
+}
+
 /** A fake DHX/1 server for one in-memory connection; see {@link fakeServer}. */
 export interface FakeServer {
   /** The client's end: pass as `connection` to runClient. */
@@ -609,8 +808,15 @@ export function handshakeWith(): {
 /** The repository's root directory. */
 export const ROOT: string = new URL("..", import.meta.url).pathname;
 
-/** A `deno run --allow-net SCRIPT ARGS` child with its output collected. */
-export class DenoProcess implements AsyncDisposable {
+/** How a child process ended. */
+export interface ProcessResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A child process (cwd: the repository root) with its output collected as it comes. */
+export class TestProcess implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
   stdout = "";
   stderr = "";
@@ -621,13 +827,13 @@ export class DenoProcess implements AsyncDisposable {
   readonly #waiters = new Waiters();
 
   /**
-   * @param script "server.ts" or "client.ts"
-   * @param args its flags
+   * @param command "deno" or "node"
+   * @param args its arguments
    * @param stdin "piped" to write to it, "null" for /dev/null
    */
-  constructor(script: string, args: string[], stdin: "piped" | "null" = "null") {
-    this.child = new Deno.Command("deno", {
-      args: ["run", "--allow-net", script, ...args],
+  constructor(command: string, args: string[], stdin: "piped" | "null" = "null") {
+    this.child = new Deno.Command(command, {
+      args,
       cwd: ROOT,
       stdin,
       stdout: "piped",
@@ -683,7 +889,7 @@ export class DenoProcess implements AsyncDisposable {
   }
 
   /** Waits for the exit (bounded) and for all output. */
-  async finish(ms = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  async finish(ms = 15_000): Promise<ProcessResult> {
     const status = await within(
       this.status,
       ms,
@@ -708,6 +914,24 @@ export class DenoProcess implements AsyncDisposable {
   }
 }
 
+/** A `deno run --allow-net SCRIPT ARGS` child with its output collected. */
+export class DenoProcess extends TestProcess {
+  /**
+   * @param script "server.ts" or "client.ts"
+   * @param args its flags
+   * @param stdin "piped" to write to it, "null" for /dev/null
+   */
+  constructor(script: string, args: string[], stdin: "piped" | "null" = "null") {
+    super("deno", ["run", "--allow-net", script, ...args], stdin);
+  }
+}
+
+/** Waits for `proc` to end by itself (bounded), then releases it; returns how it ended. */
+export async function runToEnd(proc: TestProcess, ms = 15_000): Promise<ProcessResult> {
+  await using owned = proc;
+  return await owned.finish(ms);
+}
+
 /** A server process on a free port; resolves once it printed where it listens. */
 export async function spawnServer(
   args: string[],
@@ -726,11 +950,23 @@ export async function spawnServer(
 }
 
 /** Runs a client process against `port` with `text` piped to its stdin; returns how it ended. */
-export async function pipedClient(port: number, args: string[], text: string) {
+export async function pipedClient(
+  port: number,
+  args: string[],
+  text: string,
+): Promise<ProcessResult> {
   await using client = new DenoProcess("client.ts", ["--port", String(port), ...args], "piped");
   await client.write(text);
   await client.closeStdin();
   return await client.finish();
+}
+
+/** A port nothing listens on: bound, then released. */
+export function closedPort(): number {
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
 }
 
 /** Non-empty lines of some output. */
@@ -742,10 +978,12 @@ export function linesOf(text: string): string[] {
 // The server fixture
 // ───────────────────────────────────────────────────────────────────────────
 
-/** An in-process client reading {@link typedInput}; see {@link ServerFixture.client}. */
-export interface TypedClient {
-  /** Its log. */
-  readonly log: CapturingLogger;
+/** An in-process client (runClient) reading {@link typedInput}; see {@link typedClient}. */
+export interface TypedClient<L extends Logger = CapturingLogger> {
+  /** Its logger. */
+  readonly log: L;
+  /** Its input. */
+  readonly input: TypedInput;
   /** Sends `line` and an LF. */
   type(line: string): void;
   /** Ends the input (Ctrl-D). */
@@ -754,31 +992,47 @@ export interface TypedClient {
   readonly run: Promise<number>;
 }
 
-/** Options of one fixture client (runClient's, without connection, input and logger). */
-export type FixtureClientOptions = Omit<
-  Parameters<typeof runClient>[0] & object,
-  "connection" | "input" | "logger"
->;
+/** Options of one typed client: runClient's, without input and logger. */
+export type TypedClientOptions = Omit<ClientOptions, "input" | "logger">;
 
-/** What {@link withServer} hands its body. */
-export interface ServerFixture {
+/** Options of one fixture client (runClient's, without connection, input and logger). */
+export type FixtureClientOptions = Omit<TypedClientOptions, "connection">;
+
+/**
+ * Starts runClient (not interactive unless asked) on {@link typedInput},
+ * logging to `logger` (a new {@link CapturingLogger} by default).
+ */
+export function typedClient<L extends Logger = CapturingLogger>(
+  options: TypedClientOptions,
+  logger?: L,
+): TypedClient<L> {
+  const input = typedInput();
+  const log = logger ?? new CapturingLogger() as Logger as L;
+  const run = runClient({ interactive: false, ...options, input: input.stream, logger: log });
+  return { log, input, type: input.type, end: input.end, run };
+}
+
+/** Options of the fixture's server (startServer's, but where it logs), and `tcp` to listen. */
+export type TestServerOptions =
+  & Omit<ServerOptions, "port" | "logger" | "onMessage" | "listen">
+  & { tcp?: boolean };
+
+/**
+ * The one server fixture: a server in memory (over TCP on port 0 with `tcp`)
+ * logging to `serverLog`, its messages to `sink`. `await using` closes it
+ * (bounded); {@link withServer} runs a body with clients against it.
+ */
+export interface TestServer extends AsyncDisposable {
   readonly server: ServerHandle;
   readonly serverLog: CapturingLogger;
   /** The server's onMessage calls. */
   readonly sink: MessageSink;
-  /** Starts runClient against the server, over memory (or TCP with `tcp`), on typed input. */
-  client(options?: FixtureClientOptions): TypedClient;
+  /** The TCP port it listens on (0 in memory). */
+  readonly port: number;
 }
 
-/**
- * Starts a server (in memory unless `tcp`; logging to `serverLog`, messages to
- * `sink`), runs `body`, then always ends the clients' input, closes the
- * server and waits for the clients. Returns the fixture, for checks after.
- */
-export async function withServer(
-  options: Omit<ServerOptions, "port" | "logger" | "onMessage" | "listen"> & { tcp?: boolean },
-  body: (fixture: ServerFixture) => Promise<void>,
-): Promise<ServerFixture> {
+/** Starts a {@link TestServer}. */
+export function testServer(options: TestServerOptions = {}): TestServer {
   const { tcp, ...serverOptions } = options;
   const serverLog = new CapturingLogger();
   const sink = new MessageSink();
@@ -789,22 +1043,43 @@ export async function withServer(
     logger: serverLog,
     onMessage: sink.onMessage,
   });
-  const clients: TypedClient[] = [];
-  const fixture: ServerFixture = {
+  return {
     server,
     serverLog,
     sink,
+    port: server.addr?.port ?? 0,
+    [Symbol.asyncDispose]: () => within(server.close(), 10_000, "server close"),
+  };
+}
+
+/** What {@link withServer} hands its body. */
+export interface ServerFixture extends Omit<TestServer, typeof Symbol.asyncDispose> {
+  /** Starts runClient against the server, over memory (or TCP with `tcp`), on typed input. */
+  client(options?: FixtureClientOptions): TypedClient;
+}
+
+/**
+ * Starts a {@link testServer}, runs `body`, then always ends the clients'
+ * input, closes the server and waits for the clients. Returns the fixture,
+ * for checks after.
+ */
+export async function withServer(
+  options: TestServerOptions,
+  body: (fixture: ServerFixture) => Promise<void>,
+): Promise<ServerFixture> {
+  const served = testServer(options);
+  const { server } = served;
+  const clients: TypedClient[] = [];
+  const fixture: ServerFixture = {
+    server,
+    serverLog: served.serverLog,
+    sink: served.sink,
+    port: served.port,
     client(clientOptions = {}) {
-      const input = typedInput();
-      const log = new CapturingLogger();
-      const run = runClient({
-        interactive: false,
+      const client = typedClient({
         ...clientOptions,
-        ...(tcp ? { port: server.addr!.port } : { connection: server.connect() }),
-        input: input.stream,
-        logger: log,
+        ...(options.tcp ? { port: served.port } : { connection: server.connect() }),
       });
-      const client = { log, type: input.type, end: input.end, run };
       clients.push(client);
       return client;
     },
@@ -813,7 +1088,7 @@ export async function withServer(
     await body(fixture);
   } finally {
     for (const client of clients) client.end();
-    await server.close();
+    await served[Symbol.asyncDispose]();
     for (const client of clients) await client.run.catch(() => {});
   }
   return fixture;

@@ -181,6 +181,13 @@ class WirePeer {
     return { type: record.type, seq: record.seq, text: record.text };
   }
 
+  /** The next `n` frames, opened (null for each one past the end of input). */
+  async take(n: number): Promise<(WireFrame | null)[]> {
+    const frames: (WireFrame | null)[] = [];
+    for (let i = 0; i < n; i++) frames.push(await this.next());
+    return frames;
+  }
+
   /** Every frame up to the end of input. */
   async rest(ms = 5000): Promise<WireFrame[]> {
     const frames: WireFrame[] = [];
@@ -278,9 +285,34 @@ async function channelUnderTest(
   };
 }
 
+/** A step of `t` that runs `body` on a fresh {@link channelUnderTest}. */
+function channelStep(
+  t: Deno.TestContext,
+  name: string,
+  side: "server" | "client",
+  options: ChannelOptions,
+  body: (c: ChannelUnderTest) => Promise<void>,
+): Promise<boolean> {
+  return t.step(name, async () => await body(await channelUnderTest(side, options)));
+}
+
 /** A link's failure, read without the narrowing of an earlier assertion. */
 function failureOf(link: LineConnection): ProtocolError | undefined {
   return link.failure;
+}
+
+/**
+ * The peer reads one frame, an error frame saying `text`, then EOF; the
+ * channel has ended with an error (whose message matches `message`, if given).
+ */
+async function endsWithErrorFrame(
+  c: ChannelUnderTest,
+  text: string,
+  message?: RegExp,
+): Promise<void> {
+  assert.deepEqual(await c.peer.rest(), [{ type: "error", text }]);
+  const error = errorEnd(await c.close());
+  if (message) assert.match(error.message, message);
 }
 
 function errorEnd(end: ChannelEnd): ProtocolError | Error {
@@ -673,27 +705,23 @@ Deno.test("LineReader lineTimeoutMs: a started line must end in time", async (t)
     await Promise.all(pending);
   });
   await t.step("a line finished in time passes; waiting between lines is not bounded", async () => {
+    /** A reader whose chunks come each after its delay (ms). */
+    const paced = (parts: [number, string][], lineTimeoutMs: number) =>
+      new LineReader(async () => {
+        const part = parts.shift();
+        if (!part) return null;
+        await sleep(part[0]);
+        return encoder.encode(part[1]);
+      }, { lineTimeoutMs });
     const parts: [number, string][] = [[0, "one\n"], [150, "tw"], [0, "o\n"], [0, "thr"], [
       10,
       "ee\n",
     ]];
-    const reader = new LineReader(async () => {
-      const part = parts.shift();
-      if (!part) return null;
-      await sleep(part[0]);
-      return encoder.encode(part[1]);
-    }, { lineTimeoutMs: 5000 });
-    assert.deepEqual(await readAll(reader), ["one", "two", "three"]);
+    assert.deepEqual(await readAll(paced(parts, 5000)), ["one", "two", "three"]);
 
     // Idle time before a line starts does not count, even far beyond the bound.
     const idle: [number, string][] = [[0, "a\n"], [120, "b\n"]];
-    const idleReader = new LineReader(async () => {
-      const part = idle.shift();
-      if (!part) return null;
-      await sleep(part[0]);
-      return encoder.encode(part[1]);
-    }, { lineTimeoutMs: 30 });
-    assert.deepEqual(await readAll(idleReader), ["a", "b"]);
+    assert.deepEqual(await readAll(paced(idle, 30)), ["a", "b"]);
   });
 });
 
@@ -1009,11 +1037,20 @@ interface ServerSide {
   readonly privateKey?: bigint;
 }
 
+/** A server end and a client end of a fresh memory pipe, as line connections. */
+function linkPair(): { server: LineConnection; client: LineConnection } {
+  const [a, b] = memoryPipe();
+  return { server: new LineConnection(a), client: new LineConnection(b) };
+}
+
+/** The server's side of a handshake on ffdhe2048 with the secure cipher. */
+function secureServerHandshake(link: LineConnection, timeoutMs: number) {
+  return serverHandshake(link, { group: GROUPS.ffdhe2048, cipher: SECURE_CIPHER, timeoutMs });
+}
+
 /** Runs both handshakes over a memory pipe. */
 async function handshake(server: ServerSide, client: Partial<ClientHandshakeOptions>) {
-  const [a, b] = memoryPipe();
-  const serverLink = new LineConnection(a);
-  const clientLink = new LineConnection(b);
+  const { server: serverLink, client: clientLink } = linkPair();
   const serverResult = serverHandshake(serverLink, {
     group: server.group,
     cipher: server.cipher ?? (server.group === GROUPS.toy ? TOY_CIPHER : SECURE_CIPHER),
@@ -1169,9 +1206,7 @@ Deno.test("handshake: random keys on the toy group always make a session", async
 
 Deno.test("handshake: timeouts on both sides", async () => {
   {
-    const [a, b] = memoryPipe();
-    const silentServer = new LineConnection(a);
-    const client = new LineConnection(b);
+    const { server: silentServer, client } = linkPair();
     await rejectsProtocol(
       () => clientHandshake(client, { insecure: false, timeoutMs: 50 }),
       /^no hello from the server within 0\.05 s$/,
@@ -1180,14 +1215,8 @@ Deno.test("handshake: timeouts on both sides", async () => {
     silentServer.close();
   }
   {
-    const [a, b] = memoryPipe();
-    const server = new LineConnection(a);
-    const silentClient = new LineConnection(b);
-    const handshaking = serverHandshake(server, {
-      group: GROUPS.ffdhe2048,
-      cipher: SECURE_CIPHER,
-      timeoutMs: 50,
-    });
+    const { server, client: silentClient } = linkPair();
+    const handshaking = secureServerHandshake(server, 50);
     const hello = await within(silentClient.readLine(), 5000, "hello");
     assert.match(hello ?? "", /^\{"type":"hello"/);
     await rejectsProtocol(() => handshaking, /^no key within 0\.05 s \(handshake timeout\)$/);
@@ -1198,9 +1227,7 @@ Deno.test("handshake: timeouts on both sides", async () => {
 
 Deno.test("handshake: the server closes before its hello; the client leaves before its key", async () => {
   {
-    const [a, b] = memoryPipe();
-    const server = new LineConnection(a);
-    const client = new LineConnection(b);
+    const { server, client } = linkPair();
     server.close();
     await rejectsProtocol(
       () => clientHandshake(client, { insecure: false, timeoutMs: 5000 }),
@@ -1209,14 +1236,8 @@ Deno.test("handshake: the server closes before its hello; the client leaves befo
     client.close();
   }
   {
-    const [a, b] = memoryPipe();
-    const server = new LineConnection(a);
-    const client = new LineConnection(b);
-    const handshaking = serverHandshake(server, {
-      group: GROUPS.ffdhe2048,
-      cipher: SECURE_CIPHER,
-      timeoutMs: 5000,
-    });
+    const { server, client } = linkPair();
+    const handshaking = secureServerHandshake(server, 5000);
     await within(client.readLine(), 5000, "hello");
     client.close();
     assert.equal(await within(handshaking, 5000, "server handshake"), null);
@@ -1225,9 +1246,7 @@ Deno.test("handshake: the server closes before its hello; the client leaves befo
 });
 
 Deno.test("handshake: a signal aborts the client's wait for the hello", async () => {
-  const [a, b] = memoryPipe();
-  const server = new LineConnection(a);
-  const client = new LineConnection(b);
+  const { server, client } = linkPair();
   const controller = new AbortController();
   const waiting = clientHandshake(client, {
     insecure: false,
@@ -1409,9 +1428,7 @@ Deno.test("Channel: a msg is acked before the server's onEvent sees it", async (
   try {
     t.peer.send("msg", "first");
     t.peer.send("msg", "second");
-    const frames = [];
-    for (let i = 0; i < 4; i++) frames.push(await t.peer.next());
-    assert.deepEqual(frames, [
+    assert.deepEqual(await t.peer.take(4), [
       { type: "ack", seq: 0, text: "0" },
       { type: "notice", seq: 1, text: "got first" },
       { type: "ack", seq: 2, text: "1" },
@@ -1461,8 +1478,7 @@ Deno.test("Channel: our msgs are tracked until acked; ack events carry the recor
 });
 
 Deno.test("Channel: a wrong or extra ack ends the session with an error frame", async (t) => {
-  await t.step("wrong ack", async () => {
-    const c = await channelUnderTest("client");
+  await channelStep(t, "wrong ack", "client", {}, async (c) => {
     c.channel.send("msg", "zero");
     c.channel.send("msg", "one");
     c.peer.send("ack", "1");
@@ -1474,15 +1490,9 @@ Deno.test("Channel: a wrong or extra ack ends the session with an error frame", 
     assert.equal((error as ProtocolError).fromPeer, false);
     assert.equal(c.events.length, 0);
   });
-  await t.step("extra ack", async () => {
-    const c = await channelUnderTest("server");
+  await channelStep(t, "extra ack", "server", {}, async (c) => {
     c.peer.send("ack", "0");
-    const frames = await c.peer.rest();
-    assert.deepEqual(frames, [{
-      type: "error",
-      text: "peer acknowledged record 0, which was never sent",
-    }]);
-    assert.match(errorEnd(await c.close()).message, /never sent/);
+    await endsWithErrorFrame(c, "peer acknowledged record 0, which was never sent", /never sent/);
   });
 });
 
@@ -1507,14 +1517,10 @@ Deno.test("Channel: a ping is answered by a pong with its plaintext, first", asy
     if (event.type === "msg") channel.send("notice", "answer");
   });
   try {
-    // One chunk: a ping, then a msg whose handler queues a notice.
-    t.peer.send("ping", "p-1");
-    t.peer.send("msg", "m");
-    t.peer.send("ping", "");
-    t.peer.send("ping", "x".repeat(32));
-    const frames = [];
-    for (let i = 0; i < 5; i++) frames.push(await t.peer.next());
-    assert.deepEqual(frames, [
+    // One chunk: a ping, then a msg whose handler queues a notice, then two more pings.
+    const sent = [["ping", "p-1"], ["msg", "m"], ["ping", ""], ["ping", "x".repeat(32)]] as const;
+    for (const [type, text] of sent) t.peer.send(type, text);
+    assert.deepEqual(await t.peer.take(5), [
       { type: "pong", seq: 0, text: "p-1" },
       { type: "ack", seq: 1, text: "1" },
       { type: "notice", seq: 2, text: "answer" },
@@ -1528,28 +1534,24 @@ Deno.test("Channel: a ping is answered by a pong with its plaintext, first", asy
 });
 
 Deno.test("Channel: a pong must answer the oldest ping", async (t) => {
-  await t.step("an unsolicited pong", async () => {
-    const c = await channelUnderTest("server");
+  /** A step on a client channel that pings every 30 ms, its peer known to answer. */
+  const pinging = (name: string, body: (c: ChannelUnderTest) => Promise<void>) =>
+    channelStep(t, name, "client", { keepaliveMs: 30, peerKnowsPing: true }, body);
+  await channelStep(t, "an unsolicited pong", "server", {}, async (c) => {
     c.peer.send("pong", "00000001");
-    assert.deepEqual(await c.peer.rest(), [{
-      type: "error",
-      text: "pong does not answer the oldest ping sent",
-    }]);
-    assert.match(errorEnd(await c.close()).message, /pong does not answer the oldest ping/);
+    await endsWithErrorFrame(
+      c,
+      "pong does not answer the oldest ping sent",
+      /pong does not answer the oldest ping/,
+    );
   });
-  await t.step("a pong with other text", async () => {
-    const c = await channelUnderTest("client", { keepaliveMs: 30, peerKnowsPing: true });
+  await pinging("a pong with other text", async (c) => {
     const ping = await c.peer.next();
     assert.deepEqual(ping, { type: "ping", seq: 0, text: "00000001" });
     c.peer.send("pong", "00000002");
-    assert.deepEqual(await c.peer.rest(), [{
-      type: "error",
-      text: "pong does not answer the oldest ping sent",
-    }]);
-    errorEnd(await c.close());
+    await endsWithErrorFrame(c, "pong does not answer the oldest ping sent");
   });
-  await t.step("two pings out: the newer answered first", async () => {
-    const c = await channelUnderTest("client", { keepaliveMs: 30, peerKnowsPing: true });
+  await pinging("two pings out: the newer answered first", async (c) => {
     assert.equal((await c.peer.next())?.text, "00000001");
     c.peer.send("notice", "alive, but no pong");
     assert.deepEqual(await c.peer.next(), { type: "ping", seq: 1, text: "00000002" });
@@ -1557,8 +1559,7 @@ Deno.test("Channel: a pong must answer the oldest ping", async (t) => {
     assert.equal((await c.peer.next())?.type, "error");
     errorEnd(await c.close());
   });
-  await t.step("two pings out, answered in order: the session lives", async () => {
-    const c = await channelUnderTest("client", { keepaliveMs: 30, peerKnowsPing: true });
+  await pinging("two pings out, answered in order: the session lives", async (c) => {
     assert.equal((await c.peer.next())?.text, "00000001");
     c.peer.send("notice", "alive, but no pong");
     assert.equal((await c.peer.next())?.text, "00000002");
@@ -1744,8 +1745,7 @@ Deno.test("Channel: bye() stops delivery, and bye is the last thing on the wire"
     assert.equal(c.channel.send("notice", "too late"), -1);
     await c.close();
   });
-  await t.step("a line that arrives after bye()", async () => {
-    const c = await channelUnderTest("server");
+  await channelStep(t, "a line that arrives after bye()", "server", {}, async (c) => {
     c.peer.send("msg", "before");
     await eventually(() => c.events.length === 1, "the first msg");
     c.channel.send("notice", "queued before bye");
@@ -1768,8 +1768,7 @@ Deno.test("Channel: bye() stops delivery, and bye is the last thing on the wire"
 });
 
 Deno.test("Channel: the peer's error frame, bye, or close ends the session", async (t) => {
-  await t.step("error frame", async () => {
-    const c = await channelUnderTest("client");
+  await channelStep(t, "error frame", "client", {}, async (c) => {
     c.peer.link.send(encodeError("kicked by the server's operator"));
     const end = await within(c.ended, 5000, "end");
     const error = errorEnd(end);
@@ -1779,8 +1778,7 @@ Deno.test("Channel: the peer's error frame, bye, or close ends the session", asy
     assert.deepEqual(await c.peer.rest(), [], "no error frame is sent back");
     await c.close();
   });
-  await t.step("bye", async () => {
-    const c = await channelUnderTest("server");
+  await channelStep(t, "bye", "server", {}, async (c) => {
     c.peer.send("msg", "last words");
     c.peer.send("bye", "");
     assert.deepEqual(await within(c.ended, 5000, "end"), { reason: "bye" });
@@ -1791,24 +1789,21 @@ Deno.test("Channel: the peer's error frame, bye, or close ends the session", asy
     assert.deepEqual(c.events, [{ type: "msg", seq: 0, text: "last words" }]);
     await c.close();
   });
-  await t.step("close", async () => {
-    const c = await channelUnderTest("server");
+  await channelStep(t, "close", "server", {}, async (c) => {
     c.peer.link.close();
     assert.deepEqual(await within(c.ended, 5000, "end"), { reason: "closed" });
     assert.equal(c.channel.stopped, true);
     await c.close();
   });
-  await t.step("a forged record", async () => {
-    const c = await channelUnderTest("server");
+  await channelStep(t, "a forged record", "server", {}, async (c) => {
     const line = JSON.parse(c.pair.clientSession.seal("msg", "forged"));
     line.tag = line.tag.startsWith("A") ? "B" + line.tag.slice(1) : "A" + line.tag.slice(1);
     c.peer.link.send(JSON.stringify(line));
-    const frames = await c.peer.rest();
-    assert.deepEqual(frames, [{
-      type: "error",
-      text: "record authentication failed (tampered or forged record)",
-    }]);
-    assert.match(errorEnd(await c.close()).message, /authentication failed/);
+    await endsWithErrorFrame(
+      c,
+      "record authentication failed (tampered or forged record)",
+      /authentication failed/,
+    );
     assert.equal(c.events.length, 0);
   });
 });
@@ -1835,8 +1830,7 @@ Deno.test("Channel: records sealed independently (node:crypto) are accepted", as
     t.peer.link.send(records.seal("msg", 0, "independent"));
     t.peer.link.send(records.seal("ping", 1, "p"));
     t.peer.link.send(records.seal("msg", 2, "ünïcödé 🙂"));
-    const frames = [];
-    for (let i = 0; i < 3; i++) frames.push(await t.peer.next());
+    const frames = await t.peer.take(3);
     assert.deepEqual(frames, [
       { type: "ack", seq: 0, text: "0" },
       { type: "pong", seq: 1, text: "p" },
