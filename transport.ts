@@ -444,7 +444,7 @@ export const LINK_DEFAULTS: Readonly<
 export class LineConnection {
   /** How the peer is named in messages: "host:port". */
   readonly peer: string;
-  /** The peer's address without the port ("memory" for in-memory pipes). */
+  /** The peer's address without the port (for an in-memory pipe: its name, or "memory"). */
   readonly hostname: string;
   readonly #io: ByteChannel;
   readonly #reader: LineReader;
@@ -476,7 +476,8 @@ export class LineConnection {
       this.peer = options.peer ?? `${addr.hostname}:${addr.port}`;
       this.#io = socketChannel(conn);
     } else {
-      this.hostname = "memory";
+      // An in-memory connection has no address: its name stands for one.
+      this.hostname = options.peer ?? "memory";
       this.peer = options.peer ?? "memory";
       this.#io = duplexChannel(conn);
     }

@@ -721,7 +721,6 @@ Deno.test("fuzz: seeded mutations of key and record lines, each outcome predicte
   const WORKERS = 6;
   console.log(`  fuzz seed ${SEED} (0x${SEED.toString(16)})`);
   await using srv = testServer({
-    maxPerAddress: 100, // every memory connection has the address "memory"
     // Fixed keys on both sides: every case's bytes follow from the seed alone.
     privateKey: SERVER_KEY,
   });
@@ -907,7 +906,6 @@ Deno.test("soak: 300 concurrent clients × 30 messages through one server, none 
   const server = startServer({
     listen: false,
     maxClients: CLIENTS,
-    maxPerAddress: CLIENTS, // every memory connection has the address "memory"
     handshakeTimeoutMs: 60_000,
     logger: silentLogger(serverErrors),
     onMessage: ({ peer, seq, text }) => {
