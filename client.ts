@@ -475,8 +475,9 @@ Options:
   --private-key A      with --toy: use private key A instead (on any group)
   --timeout SECS       bound on connecting, the handshake, each write, each
                        acknowledgement, and on leaving (default ${CLIENT_DEFAULTS.timeoutMs / 1000})
-  --keepalive SECS     ping a server silent this long, leave if it stays silent
-                       as long again (default ${CLIENT_DEFAULTS.keepaliveMs / 1000}; 0 turns it off)
+  --keepalive SECS     ping a server silent this long (once it has shown it
+                       knows pings), leave if it stays silent as long again
+                       (default ${CLIENT_DEFAULTS.keepaliveMs / 1000}; 0 turns it off)
   --max-line BYTES     longest line accepted from the server (default ${CLIENT_DEFAULTS.maxLine})
   --quiet              print only errors and what others write
   --verbose            show the math: every number, including secrets
