@@ -1495,29 +1495,20 @@ export function parseChat(plaintext: string): ChatLine {
   return { from, text };
 }
 
-/** The parts of a finished handshake, as both sides see them. */
-export interface SessionParams {
-  /** Our end. */
-  readonly role: Role;
-  /** The agreed group. */
-  readonly group: DhGroup;
-  /** The agreed cipher. */
-  readonly cipher: CipherName;
-  /** Our private key. */
-  readonly privateKey: bigint;
-  /** Our public key. */
-  readonly publicKey: bigint;
-  /** The peer's public key. */
-  readonly peerPublicKey: bigint;
-  /** Z. */
-  readonly sharedSecret: bigint;
-  /** The transcript hash th. */
-  readonly transcriptHash: Uint8Array;
-  /** The 136 bytes of key material. */
-  readonly keySchedule: Uint8Array;
-  /** The fingerprint both people compare. */
-  readonly fingerprint: string;
-}
+/** The parts of a finished handshake, as both sides see them: a {@link Session}'s fields. */
+export type SessionParams = Pick<
+  Session,
+  | "role"
+  | "group"
+  | "cipher"
+  | "privateKey"
+  | "publicKey"
+  | "peerPublicKey"
+  | "sharedSecret"
+  | "transcriptHash"
+  | "keySchedule"
+  | "fingerprint"
+>;
 
 /** What {@link Session.create} needs: both public keys and the two handshake lines as sent. */
 export type SessionInit =
@@ -1542,17 +1533,27 @@ export type SessionInit =
  * server.open(line).text; // "hello"
  * ```
  */
-export class Session implements SessionParams {
-  readonly role: Role;
-  readonly group: DhGroup;
-  readonly cipher: CipherName;
-  readonly privateKey: bigint;
-  readonly publicKey: bigint;
-  readonly peerPublicKey: bigint;
-  readonly sharedSecret: bigint;
-  readonly transcriptHash: Uint8Array;
-  readonly keySchedule: Uint8Array;
-  readonly fingerprint: string;
+export class Session {
+  /** Our end. */
+  declare readonly role: Role;
+  /** The agreed group. */
+  declare readonly group: DhGroup;
+  /** The agreed cipher. */
+  declare readonly cipher: CipherName;
+  /** Our private key. */
+  declare readonly privateKey: bigint;
+  /** Our public key. */
+  declare readonly publicKey: bigint;
+  /** The peer's public key. */
+  declare readonly peerPublicKey: bigint;
+  /** Z. */
+  declare readonly sharedSecret: bigint;
+  /** The transcript hash th. */
+  declare readonly transcriptHash: Uint8Array;
+  /** The 136 bytes of key material. */
+  declare readonly keySchedule: Uint8Array;
+  /** The fingerprint both people compare. */
+  declare readonly fingerprint: string;
   readonly #peerRole: Role;
   readonly #send: DirectionKeys;
   readonly #receive: DirectionKeys;
@@ -1560,16 +1561,7 @@ export class Session implements SessionParams {
   #receiveSeq = 0;
 
   private constructor(params: SessionParams, send: DirectionKeys, receive: DirectionKeys) {
-    this.role = params.role;
-    this.group = params.group;
-    this.cipher = params.cipher;
-    this.privateKey = params.privateKey;
-    this.publicKey = params.publicKey;
-    this.peerPublicKey = params.peerPublicKey;
-    this.sharedSecret = params.sharedSecret;
-    this.transcriptHash = params.transcriptHash;
-    this.keySchedule = params.keySchedule;
-    this.fingerprint = params.fingerprint;
+    Object.assign(this, params);
     this.#peerRole = params.role === "client" ? "server" : "client";
     this.#send = send;
     this.#receive = receive;
