@@ -61,8 +61,11 @@ export function checkName(name: string): string | undefined {
 export interface MemberLink {
   /** "host:port", for the operator's eyes. */
   readonly address: string;
-  /** Sends a `chat` record; `note` says what it was if its ack is overdue. */
-  chat(line: ChatLine, note: string): void;
+  /**
+   * Sends a `chat` record whose plaintext is `payload` (see `encodeChat`,
+   * made once for all receivers); `note` says what it was if its ack is overdue.
+   */
+  chat(payload: string, note: string): void;
   /** Sends a `notice` record. */
   notice(text: string): void;
   /** Ends the session with an `error` frame. */
@@ -114,8 +117,8 @@ class RoomMember implements Member {
     return this.#link.address;
   }
 
-  chat(line: ChatLine, note: string): void {
-    this.#link.chat(line, note);
+  chat(payload: string, note: string): void {
+    this.#link.chat(payload, note);
   }
 
   notice(text: string): void {
@@ -200,9 +203,9 @@ export class Room {
     const command = parseCommand(text, true);
     switch (command.kind) {
       case "chat": {
-        const line = { from: this.#options.operatorName, text: command.text };
-        if (!this.#fits(line)) return { kind: "refused", reason: this.#tooLong(line) };
-        for (const member of this.#members) member.chat(line, "your line");
+        const record = this.#encode({ from: this.#options.operatorName, text: command.text });
+        if ("tooLong" in record) return { kind: "refused", reason: record.tooLong };
+        for (const member of this.#members) member.chat(record.payload, "your line");
         return { kind: "chat", sentTo: this.#members.size };
       }
       case "who":
@@ -236,15 +239,15 @@ export class Room {
   /** Room mode: the line goes to every other member; returns to how many. */
   #relay(sender: RoomMember, text: string): number {
     if (!this.#options.relay) return 0;
-    const line = { from: sender.name, text };
-    if (!this.#fits(line)) {
-      sender.notice(`not relayed: ${this.#tooLong(line)}`);
+    const record = this.#encode({ from: sender.name, text });
+    if ("tooLong" in record) {
+      sender.notice(`not relayed: ${record.tooLong}`);
       return 0;
     }
     let sent = 0;
     for (const member of this.#members) {
       if (member === sender) continue;
-      member.chat(line, `a line from ${sender.name}`);
+      member.chat(record.payload, `a line from ${sender.name}`);
       sent++;
     }
     return sent;
@@ -270,16 +273,15 @@ export class Room {
     return false;
   }
 
-  /** Whether a chat line fits in a record every client can receive. */
-  #fits(line: ChatLine): boolean {
+  /** The plaintext of `line`'s chat record, or why it fits no client's record. */
+  #encode(line: ChatLine): { payload: string } | { tooLong: string } {
     const payload = encodeChat(line);
+    const max = this.#options.maxChatBytes;
     // Cheap test first: no UTF-8 character takes more than 3 bytes per UTF-16 unit.
-    return payload.length * 3 <= this.#options.maxChatBytes ||
-      encoder.encode(payload).length <= this.#options.maxChatBytes;
-  }
-
-  #tooLong(line: ChatLine): string {
-    const bytes = encoder.encode(encodeChat(line)).length;
-    return `the line takes ${bytes} bytes as a chat record; at most ${this.#options.maxChatBytes} fit`;
+    if (payload.length * 3 <= max) return { payload };
+    const bytes = encoder.encode(payload).length;
+    return bytes <= max
+      ? { payload }
+      : { tooLong: `the line takes ${bytes} bytes as a chat record; at most ${max} fit` };
   }
 }

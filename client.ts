@@ -176,9 +176,11 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
         `Server offers ${group.name} (${group.bits}-bit p, g = ${group.g}), ${hello.cipher}`,
       );
     }
-    log.info(`Received server public key: ${describeBigint(hello.publicKey, reveal)}`);
-    log.info(`Sending public key: ${describeBigint(session.publicKey, reveal)}`);
-    log.info(`Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`);
+    if (!log.quiet) {
+      log.info(`Received server public key: ${describeBigint(hello.publicKey, reveal)}`);
+      log.info(`Sending public key: ${describeBigint(session.publicKey, reveal)}`);
+      log.info(`Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`);
+    }
     log.success(`Session established; fingerprint ${session.fingerprint}`);
     if (options.verbose) { for (const step of explainSession(session)) log.info(step); }
     if (isTeachingGroup(group) || hello.cipher !== SECURE_CIPHER) {

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { type Member, NAME_PATTERN, NAME_RULE, OPERATOR_COMMANDS, Room } from "./chat.ts";
+import { checkName, type Member, OPERATOR_COMMANDS, Room } from "./chat.ts";
 import {
   count,
   createLogger,
@@ -37,7 +37,6 @@ import {
   customGroup,
   DEFAULT_GROUP,
   type DhGroup,
-  encodeChat,
   GROUPS,
   isGroupName,
   isSafePrime,
@@ -287,7 +286,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       connected.channel = channel;
       const member = room.join({
         address: peer,
-        chat: (line, note) => channel.send("chat", encodeChat(line), note),
+        chat: (payload, note) => channel.send("chat", payload, note),
         notice: (text) => channel.send("notice", text),
         disconnect: (reason) => void channel.fail(reason),
       });
@@ -500,9 +499,8 @@ export function parseServerArgs(args: string[]): ServerCommand {
     }
   }
   const name = flags.string("name");
-  if (name !== undefined && !NAME_PATTERN.test(name)) {
-    throw new UsageError(`--name must be ${NAME_RULE}, got ${JSON.stringify(name)}`);
-  }
+  const badName = name === undefined ? undefined : checkName(name);
+  if (badName) throw new UsageError(`--name: ${badName}`);
   const options: ServerOptions = {
     host: flags.string("host"),
     port: flags.integer("port", 0, 65535),
@@ -591,7 +589,7 @@ export async function main(args: string[]): Promise<number> {
   }
   if (options.room) log.info("Room mode: every client's line goes to all the others");
   const stop = () => void server.close();
-  const operator = readOperator(server, log, output, stop);
+  const operator = readOperator(server, options.maxLine ?? DEFAULT_MAX_LINE, log, output, stop);
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   await server.finished;
@@ -608,10 +606,16 @@ export async function main(args: string[]): Promise<number> {
  * stdin (a pipe, /dev/null) ends only the reading; at a terminal the lines
  * are edited with a prompt kept below the log.
  */
-function readOperator(server: ServerHandle, log: Logger, output: Output, stop: () => void) {
+function readOperator(
+  server: ServerHandle,
+  maxLine: number,
+  log: Logger,
+  output: Output,
+  stop: () => void,
+) {
   const interactive = Deno.stdin.isTerminal() && Deno.stdout.isTerminal();
   const input = inputLines({
-    maxBytes: maxRecordText(DEFAULT_MAX_LINE),
+    maxBytes: maxRecordText(maxLine),
     prompt: interactive ? "> " : undefined,
     output,
     onInterrupt: stop,

@@ -19,6 +19,7 @@
 
 import {
   acceptKey,
+  ACKED_TYPES,
   type ChatLine,
   type CipherName,
   createOffer,
@@ -452,7 +453,8 @@ export class LineConnection {
   readonly #maxQueuedLines: number;
   readonly #maxQueuedBytes: number;
   #queue: string[] = [];
-  #queuedBytes = 0; // queued plus in flight
+  #queuedUnits = 0; // size of #queue: UTF-16 units plus one per LF (records are ASCII)
+  #inflightUnits = 0; // size of the batch being written
   #writing: Promise<void> | undefined;
   #sealed = false; // a last line (bye, error) was queued: nothing may follow
   #closed = false;
@@ -509,14 +511,14 @@ export class LineConnection {
     if (this.#sealed || this.#closed) return;
     this.#sealed = last;
     this.#queue.push(line);
-    this.#queuedBytes += line.length + 1;
-    if (this.#queue.length > this.#maxQueuedLines || this.#queuedBytes > this.#maxQueuedBytes) {
+    this.#queuedUnits += line.length + 1;
+    if (this.#queue.length > this.#maxQueuedLines || this.queuedBytes > this.#maxQueuedBytes) {
       const reason =
-        `peer too far behind: ${this.#queue.length} lines (${this.#queuedBytes} bytes) unsent`;
+        `peer too far behind: ${this.#queue.length} lines (${this.queuedBytes} bytes) unsent`;
       this.#failure ??= new ProtocolError(reason);
       // Best effort: the error frame follows the write in flight, if that ever ends.
       this.#queue = [encodeError(reason)];
-      this.#queuedBytes = this.#queue[0].length + 1;
+      this.#queuedUnits = this.#queue[0].length + 1;
       this.#sealed = true;
       bounded(this.drain(), { ms: 1000 }).catch(() => {}).finally(() => this.close());
     }
@@ -527,7 +529,7 @@ export class LineConnection {
 
   /** Bytes queued and not yet written (the write in flight included). */
   get queuedBytes(): number {
-    return this.#queuedBytes;
+    return this.#queuedUnits + this.#inflightUnits;
   }
 
   /** Resolves when everything queued so far has been written (or the connection failed). */
@@ -547,7 +549,7 @@ export class LineConnection {
   async fail(message: string): Promise<void> {
     if (this.#closed) return;
     this.send(encodeError(message), true);
-    await bounded(this.drain(), { ms: 1000, timeout: "" }).catch(() => {});
+    await bounded(this.drain(), { ms: 1000 }).catch(() => {});
     this.close();
   }
 
@@ -556,7 +558,8 @@ export class LineConnection {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue = [];
-    this.#queuedBytes = 0;
+    this.#queuedUnits = 0;
+    this.#inflightUnits = 0;
     try {
       this.#io.close();
     } catch {
@@ -575,6 +578,8 @@ export class LineConnection {
       while (this.#queue.length > 0 && !this.#closed) {
         const batch = this.#queue;
         this.#queue = [];
+        this.#inflightUnits = this.#queuedUnits;
+        this.#queuedUnits = 0;
         const bytes = encoder.encode(
           batch.length === 1 ? batch[0] + "\n" : batch.join("\n") + "\n",
         );
@@ -584,7 +589,7 @@ export class LineConnection {
             this.#writeTimeoutMs / 1000
           } s: the peer is not reading`,
         });
-        if (!this.#closed) this.#queuedBytes -= bytes.length;
+        this.#inflightUnits = 0;
       }
     } catch (error) {
       // A stuck write cannot carry an error frame either: close at once.
@@ -1006,7 +1011,7 @@ export class Channel {
     if (this.stopped) return -1;
     const seq = this.session.nextSendSeq;
     this.link.send(this.session.seal(type, text));
-    if (type !== "notice") {
+    if (ACKED_TYPES.includes(type)) {
       this.acks.track(seq, note);
       if (this.acks.pending > this.#maxUnacked) {
         this.#abort(`peer too far behind: ${this.acks.pending} records unacknowledged`);

@@ -14,7 +14,7 @@ import {
   Room,
   type RoomOptions,
 } from "../chat.ts";
-import type { ChatLine } from "../dh.ts";
+import { type ChatLine, parseChat } from "../dh.ts";
 
 const encoder = new TextEncoder();
 
@@ -26,8 +26,8 @@ class FakeLink implements MemberLink {
 
   constructor(readonly address: string) {}
 
-  chat(line: ChatLine, note: string): void {
-    this.chats.push({ line, note });
+  chat(payload: string, note: string): void {
+    this.chats.push({ line: parseChat(payload), note });
   }
 
   notice(text: string): void {

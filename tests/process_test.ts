@@ -338,7 +338,7 @@ Deno.test({
       ["client.ts", ["--max-line", "1024"], `--max-line 1024 cannot carry every hello this client accepts: use at least ${clientLeast}`],
       ["server.ts", ["--prime", "1000000", "--toy"], "Bad --prime/--generator: 1000000 is not a prime, so it does not make a DH group"],
       ["server.ts", ["--generator", "1", "--toy"], "Bad --prime/--generator: the generator must lie in 2 … p − 2 = 21"],
-      ["server.ts", ["--name", "bad name"], `--name must be ${nameRule}, got "bad name"`],
+      ["server.ts", ["--name", "bad name"], `--name: a name is ${nameRule}`],
       ["client.ts", ["--name", "bad name"], `--name: a name is ${nameRule}`],
       ["server.ts", ["--prime", "23"], "--prime is a teaching flag and needs --toy"],
     ];
