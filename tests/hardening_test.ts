@@ -1034,7 +1034,7 @@ Deno.test({
 });
 
 Deno.test("item 7: leaving with unacknowledged messages takes at most about one timeout in total", async () => {
-  const TIMEOUT = 1500;
+  const TIMEOUT = 2000;
   for (const serverReadsBye of [false, true]) {
     let readBoth!: () => void;
     const bothRead = new Promise<void>((resolve) => readBoth = resolve);
@@ -1065,11 +1065,12 @@ Deno.test("item 7: leaving with unacknowledged messages takes at most about one 
       log.text(),
     );
     // Lower bound: it did wait for the acks (a timer cannot fire early).
-    // Upper bound: one timeout for acks and bye together, with 700 ms of
-    // slack for a few event-loop turns; waiting for the acks and then for
-    // the bye each with its own timeout would take 2 × 1500 ms.
+    // Upper bound: one timeout for acks and bye together, with 1500 ms of
+    // slack for a loaded machine (two CPU hogs on 2 cores added ~200 ms);
+    // waiting for the acks and then for the bye each with its own timeout
+    // would take 2 × 2000 ms, above the bound.
     assert.ok(elapsed >= TIMEOUT - 100, `left after only ${elapsed.toFixed(0)} ms`);
-    assert.ok(elapsed < TIMEOUT + 700, `leaving took ${elapsed.toFixed(0)} ms`);
+    assert.ok(elapsed < TIMEOUT + 1500, `leaving took ${elapsed.toFixed(0)} ms`);
   }
 });
 
