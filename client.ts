@@ -536,7 +536,10 @@ export function parseClientArgs(args: string[]): ClientCommand {
 export async function main(args: string[]): Promise<number> {
   const output = new Output();
   const command = readCommand(args, parseClientArgs, USAGE, output);
-  if (typeof command === "number") return command;
+  if (typeof command === "number") {
+    await output.settle();
+    return command;
+  }
   // First Ctrl-C: leave as at the end of input; second: leave now.
   const leave = new AbortController();
   const force = new AbortController();
@@ -553,7 +556,8 @@ export async function main(args: string[]): Promise<number> {
     });
   } finally {
     Deno.removeSignalListener("SIGINT", interrupt);
-    output.flush();
+    // Bounded: stdout that nobody reads (a pager) does not keep the client from ending.
+    await output.settle();
   }
 }
 
