@@ -167,6 +167,8 @@ export class Output {
   #pendingBytes = 0;
   #writing = false;
   #dropped = 0;
+  /** Dropped lines already reported. */
+  #reported = 0;
   #broken = new Set<Stream>();
   #idle: (() => void)[] = [];
 
@@ -206,9 +208,9 @@ export class Output {
     let room = this.#maxPendingBytes - this.#pendingBytes;
     for (const [stream, line] of lines) {
       const text = line + "\n";
-      // UTF-8 takes at most 3 bytes per UTF-16 unit: a bound without encoding.
-      const size = text.length * 3 <= room ? text.length * 3 : encoder.encode(text).length;
-      if (size > room || this.#broken.has(stream)) {
+      const size = encoder.encode(text).length;
+      if (this.#broken.has(stream)) continue;
+      if (size > room) {
         this.#dropped++;
         continue;
       }
@@ -290,14 +292,13 @@ export class Output {
 
   /** Where the end of the prompt and its line is, in rows and columns from the prompt's start. */
   #endOfLine(): { rows: number; cols: number } {
-    const prompt = this.#prompt!;
-    const width = this.#columns();
-    // readline measures wide characters and emoji as two columns; ask it.
+    const prompt = this.#prompt! as Prompt & { cursor: number };
+    // readline measures wide characters and emoji as two columns: ask it where the end is.
     const saved = prompt.cursor;
-    (prompt as { cursor: number }).cursor = prompt.line.length;
+    prompt.cursor = prompt.line.length;
     const end = prompt.getCursorPos();
-    (prompt as { cursor: number }).cursor = saved;
-    return width > 0 ? end : { rows: 0, cols: end.cols };
+    prompt.cursor = saved;
+    return end;
   }
 
   /** Up to the prompt's first row, column 0, and clear to the end of the screen. */
@@ -361,7 +362,6 @@ export class Output {
     this.#writing = false;
     for (const resolve of this.#idle.splice(0)) resolve();
   }
-  #reported = 0;
 }
 
 /** The printer of both scripts: `[*]` info, `[+]` success, `[!]` problems. */
