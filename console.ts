@@ -172,7 +172,11 @@ export class Output {
   #broken = new Set<Stream>();
   #idle: (() => void)[] = [];
 
-  /** @param options the bound, and where bytes go */
+  /**
+   * Creates the output.
+   *
+   * @param options the bound, where bytes go, the terminal's width
+   */
   constructor(options: OutputOptions = {}) {
     this.#maxPendingBytes = options.maxPendingBytes ?? MAX_PENDING_BYTES;
     this.#sink = options.sink ?? writeStdio;
@@ -281,7 +285,10 @@ export class Output {
    * never block. Its `columns` are the terminal's.
    */
   terminal(): NodeJS.WritableStream & { columns: number } {
-    const stream = new EventEmitter() as EventEmitter & { columns: number; write(s: string): boolean };
+    const stream = new EventEmitter() as EventEmitter & {
+      columns: number;
+      write(s: string): boolean;
+    };
     Object.defineProperty(stream, "columns", { get: () => this.#columns() });
     stream.write = (text: string) => {
       this.#enqueue("stdout", text);
@@ -338,7 +345,12 @@ export class Output {
         if (this.#dropped > this.#reported && !this.#broken.has("stderr")) {
           const lost = this.#dropped - this.#reported;
           this.#reported = this.#dropped;
-          this.write(`[!] ${grouped(lost)} log ${lost === 1 ? "line" : "lines"} dropped: the terminal is too slow`, "stderr");
+          this.write(
+            `[!] ${grouped(lost)} log ${
+              lost === 1 ? "line" : "lines"
+            } dropped: the terminal is too slow`,
+            "stderr",
+          );
           this.flush();
           continue;
         }
