@@ -33,6 +33,7 @@ import {
   UsageError,
 } from "./console.ts";
 import {
+  checkPrivateKey,
   type CipherName,
   customGroup,
   DEFAULT_GROUP,
@@ -123,7 +124,10 @@ export interface ServerHandle {
   readonly connections: number;
   /** The clients in session, with their names. */
   readonly members: readonly Member[];
-  /** Handles a line typed by the operator: `/who`, `/kick NAME`, or a line for every client. */
+  /**
+   * Handles a line typed by the operator: `/who`, `/kick NAME`, or a line for
+   * every client. An empty line does nothing (it is not sent).
+   */
   operator(line: string): void;
   /** Serves one connection (any readable/writable pair); resolves when it ends. */
   serve(conn: Connection, peer?: string): Promise<void>;
@@ -363,6 +367,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
   }
 
   function operator(line: string): void {
+    if (line === "") return; // Enter alone: nothing to send, nothing to say
     const result = room.operator(line);
     switch (result.kind) {
       case "chat":
@@ -545,8 +550,11 @@ function groupOptions(flags: Flags, toy: boolean): Partial<ServerOptions> {
     throw new UsageError(`bad --prime/--generator: ${(error as Error).message}`);
   }
   const privateKey = flags.bigint("private-key") ?? TOY_SERVER_PRIVATE_KEY;
-  if (privateKey < 1n || privateKey > group.p - 2n) {
-    throw new UsageError(`--private-key must be from 1 to p - 2 = ${group.p - 2n}`);
+  try {
+    checkPrivateKey(group, privateKey);
+  } catch (error) {
+    // The client's words for the same refusal (transport.ts, clientHandshake).
+    throw new UsageError(`cannot use this private key: ${(error as Error).message}`);
   }
   return { group, cipher: TOY_CIPHER, privateKey };
 }
@@ -633,7 +641,7 @@ function readOperator(
       const line = await input.next().catch(() => null);
       if (line === null) return;
       if ("refused" in line) log.error(`Line not sent: ${line.refused}`);
-      else if (line.text !== "") server.operator(line.text);
+      else server.operator(line.text);
     }
   })();
   return input;

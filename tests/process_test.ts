@@ -421,17 +421,21 @@ serverProcessTest(
 );
 
 serverProcessTest(
-  "processes: the server's stdin: lines go to clients, /who lists them, EOF does not stop it",
+  "processes: the server's stdin: lines go to clients (empty ones nowhere), /who lists them, EOF does not stop it",
   [],
   async (server, port) => {
     await using client = openClient(port);
     await client.waitFor(/Session established/);
     await server.waitFor(/Session with 127\.0\.0\.1:\d+ \(guest1\)/);
-    await server.write("hi\n");
+    // An empty line does nothing: not sent, no "Sent to" (the line after it is).
+    await server.write("\n\nhi\n");
     await client.waitFor(/^\[\+\] server: hi$/m);
     await server.waitFor(/^\[\*\] Sent to 1 client$/m);
     await server.write("/who\n");
     await server.waitFor(/^\[\*\] 1 client in session: guest1 \(127\.0\.0\.1:\d+\)$/m);
+    // (Printed in order: every line before /who's answer is in.)
+    assert.equal(server.stdout.match(/Sent to/g)?.length, 1, show("server", server));
+    assert.doesNotMatch(client.stdout, /^\[\+\] server: $/m, show("client", client));
     await server.closeStdin();
     await client.write("after the operator left\n");
     await server.waitFor(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): after the operator left$/m);
@@ -511,5 +515,25 @@ serverProcessTest(
       show("first", first),
     );
     assert.doesNotMatch(server.stdout, /no room/);
+  },
+);
+
+serverProcessTest(
+  "processes: --toy --private-key 11 (public key 22 = p − 1) is refused by both scripts, with one message",
+  ["--toy"],
+  async (server, port) => {
+    const reason = "annot use this private key: private key 11 gives the public key 22, " +
+      "which every peer refuses";
+    const refused = await runScript("server.ts", ["--toy", "--private-key", "11", "--port", "0"]);
+    assert.equal(refused.code, 2, show("server --private-key 11", refused));
+    assert.equal(refused.stdout, "", show("server --private-key 11", refused));
+    assert.deepEqual(linesOf(refused.stderr), [`[!] C${reason} (see --help)`]);
+    // The client learns the group from the hello, and refuses before sending its key.
+    const client = await pipedClient(port, ["--toy", "--private-key", "11"], "never sent\n");
+    assert.equal(client.code, 1, show("client --private-key 11", client));
+    assert.deepEqual(linesOf(client.stderr), [`[!] C${reason}`], show("client", client));
+    assert.doesNotMatch(client.stdout, /Sending public key|Session established/);
+    await server.waitFor(/^\[!\] 127\.0\.0\.1:\d+: peer reported an error: /m, 10_000, "stderr");
+    assert.doesNotMatch(server.stdout, /Received client public key|never sent/);
   },
 );

@@ -1096,3 +1096,22 @@ Deno.test("second Ctrl-C (forceSignal): leaves at once without the acks; exit 1"
     cleanup();
   }
 });
+
+Deno.test("session: a client line of 1000 × € arrives whole, and so does the operator's answer", async () => {
+  // 3 UTF-8 bytes per UTF-16 unit: the case a seal buffer sized too small cuts.
+  const line = "€".repeat(1000);
+  for (const options of [{}, { group: GROUPS.toy, cipher: TOY_CIPHER, privateKey: 3n }]) {
+    await withServer(options, async ({ client, server, sink }) => {
+      const c = client({ toy: options.cipher === TOY_CIPHER });
+      c.type(line);
+      await sink.waitForCount(1);
+      assert.equal(sink.texts()[0].length, 1000);
+      assert.equal(sink.texts()[0], line);
+      server.operator("¥" + line);
+      const shown = await c.log.waitFor(/^\[\+\] server: ¥/);
+      assert.equal(shown, `[+] server: ¥${line}`);
+      c.end();
+      assert.equal(await within(c.run, 10_000, "the client's end"), 0, c.log.dump());
+    });
+  }
+});
