@@ -89,20 +89,28 @@ class UnreadStdout implements AsyncDisposable {
   }
 }
 
+/**
+ * Reads the server's stdout up to where it listens, then never again, and
+ * has a client send 1,500 lines of 1,500 characters: about 2.3 MB of log,
+ * far past the pipe and the queue. The flooding client must still be served.
+ * Returns the port.
+ */
+async function floodUnread(server: UnreadStdout): Promise<number> {
+  const listening = /^\[\*\] Server listening on 127\.0\.0\.1:(\d+)$/m;
+  const port = Number((await server.readUntil(listening))[1]);
+  const flood = Array.from({ length: 1500 }, (_, i) => `${i} ${"y".repeat(1500)}`).join("\n");
+  const flooder = await pipedClient(port, ["--quiet"], flood + "\n");
+  assert.equal(flooder.code, 0, `flooding client:\n${flooder.stderr}`);
+  return port;
+}
+
 Deno.test({
   name:
     "stuck stdout: a server whose stdout nobody reads serves a flood and a good client, and ends on SIGTERM",
   ignore,
   async fn() {
     await using server = new UnreadStdout("server.ts", ["--port", "0"], "null");
-    const port = Number(
-      (await server.readUntil(/^\[\*\] Server listening on 127\.0\.0\.1:(\d+)$/m))[1],
-    );
-    // From now on nobody reads the server's stdout. 1,500 lines of 1,500
-    // characters make about 2.3 MB of log: far past the pipe and the queue.
-    const flood = Array.from({ length: 1500 }, (_, i) => `${i} ${"y".repeat(1500)}`).join("\n");
-    const flooder = await pipedClient(port, ["--quiet"], flood + "\n");
-    assert.equal(flooder.code, 0, `flooding client:\n${flooder.stderr}`);
+    const port = await floodUnread(server);
     // A line far longer than a log line is cut, not printed whole.
     const huge = await pipedClient(port, ["--quiet"], "\x01".repeat(786_300) + "\n");
     assert.equal(huge.code, 0, `huge-line client:\n${huge.stderr}`);
@@ -127,12 +135,7 @@ Deno.test({
   ignore,
   async fn() {
     await using server = new UnreadStdout("server.ts", ["--port", "0"], "null");
-    const port = Number(
-      (await server.readUntil(/^\[\*\] Server listening on 127\.0\.0\.1:(\d+)$/m))[1],
-    );
-    const flood = Array.from({ length: 1500 }, (_, i) => `${i} ${"y".repeat(1500)}`).join("\n");
-    const flooder = await pipedClient(port, ["--quiet"], flood + "\n");
-    assert.equal(flooder.code, 0, `flooding client:\n${flooder.stderr}`);
+    const port = await floodUnread(server);
     // Reading again: the queue drains, and one line counts what was lost.
     const reading = server.readUntil(/never printed/, 60_000);
     const match = /^\[!\] ([\d,]+) log lines dropped: the terminal is too slow$/m;
