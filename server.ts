@@ -574,6 +574,16 @@ function maxLineFor(flags: Flags, group: DhGroup): number | undefined {
 /** The command-line entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const output = new Output();
+  try {
+    return await serve(args, output);
+  } finally {
+    // Bounded: a terminal that stays stuck does not keep the server from ending.
+    await output.settle();
+  }
+}
+
+/** `main` with its output: runs the server until a signal or the operator stops it. */
+async function serve(args: string[], output: Output): Promise<number> {
   const command = readCommand(args, parseServerArgs, USAGE, output);
   if (typeof command === "number") return command;
   const log = createLogger({ quiet: command.quiet, output });
@@ -584,7 +594,6 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     const where = `${options.host ?? SERVER_DEFAULTS.host}:${options.port ?? SERVER_DEFAULTS.port}`;
     log.error(`Cannot listen on ${where}: ${describeError(error)}`);
-    output.flush();
     return EXIT.FAILURE;
   }
   log.notice(`Server listening on ${server.addr!.hostname}:${server.addr!.port}`);
@@ -605,7 +614,6 @@ export async function main(args: string[]): Promise<number> {
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   log.notice("Server stopped");
-  output.flush();
   return EXIT.OK;
 }
 

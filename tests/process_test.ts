@@ -247,25 +247,34 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
       assert.equal(stopped.stderr, "", show("server", stopped));
       // (Its exit code is the next test's business.)
       const result = await client.finish();
-      assert.match(result.stdout, /^\[\*\] Server ended the session$/m, show("client", result));
+      assert.match(
+        result.stderr,
+        /^\[!\] The server ended the session before the end of the input$/m,
+        show("client", result),
+      );
       assert.doesNotMatch(result.stderr, /without bye|not acknowledged/, show("client", result));
     },
   );
 }
 
 serverProcessTest(
-  "processes: an idle client whose stdin stays open exits 0 after the server's bye",
+  "processes: a slow producer (a; pause; b) whose server ends the session during the pause: exit 1, and says so",
   [],
   async (server, port) => {
+    // As `(echo a; sleep 3; echo b) | client.ts` with the server stopped during the sleep.
     await using client = openClient(port, ["--timeout", "2"]);
-    await client.write("one line\n");
+    await client.write("a\n");
     await client.waitFor(/^\[\+\] Line 1 acknowledged \(seq 0\)$/m);
     const stopped = await stop(server);
     assert.equal(stopped.code, 0, show("server", stopped));
-    const result = await client.finish();
-    assert.match(result.stdout, /^\[\*\] Server ended the session$/m, show("client", result));
-    assert.equal(result.stderr, "", show("client", result));
-    assert.equal(result.code, 0, show("client", result));
+    const result = await client.finish(); // "b" is never written: the pause outlasts the session
+    assert.equal(result.code, 1, show("client", result));
+    assert.equal(
+      result.stderr,
+      "[!] The server ended the session before the end of the input\n",
+      show("client", result),
+    );
+    assert.match(stopped.stdout, /: a$/m);
   },
 );
 
@@ -288,16 +297,22 @@ serverProcessTest(
 );
 
 serverProcessTest(
-  "processes: `exit` on stdin ends the client; nothing after it is sent",
+  "processes: piped `exit` is sent as text; /quit ends the client, unsent; a line after it: exit 1",
   [],
   async (server, port) => {
     await using client = openClient(port);
-    await client.write("one\nexit\ntwo\n"); // stdin stays open
+    await client.write("one\nexit\n/quit\ntwo\n"); // stdin stays open
     const result = await client.finish();
-    assert.equal(result.code, 0, show("client", result));
+    assert.equal(result.code, 1, show("client", result));
+    assert.equal(result.stderr, "[!] 1 input line after /quit not sent\n", show("client", result));
     await server.waitFor(/^\[\*\] guest1 \(127\.0\.0\.1:\d+\) disconnected$/m);
     assert.match(server.stdout, /^\[\+\] guest1 \(127\.0\.0\.1:\d+\): one$/m);
-    assert.doesNotMatch(server.stdout, /: (two|exit)$/m);
+    assert.match(server.stdout, /^\[\+\] guest1 \(127\.0\.0\.1:\d+\): exit$/m);
+    assert.doesNotMatch(server.stdout, /: (two|\/quit)$/m);
+    // /quit last: nothing left unsent, exit 0.
+    const last = await pipedClient(port, [], "three\n/quit\n");
+    assert.equal(last.code, 0, show("client", last));
+    await server.waitFor(/: three$/m);
   },
 );
 

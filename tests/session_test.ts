@@ -964,27 +964,40 @@ Deno.test("stdin lines too long for a record or not valid UTF-8 are refused one 
   }
 });
 
-Deno.test("an `exit` line ends the session; nothing after it is sent; exit 0", async () => {
+Deno.test("piped, `exit` is a line like any other; /quit ends the session, never sent; lines after it: exit 1", async () => {
   await withRoom({}, async ({ serverLog, sink, open }) => {
     const client = open();
+    for (const line of ["one", "exit", "two", "/quit", "three"]) client.type(line);
+    // The input stays open: /quit alone must end the session.
+    assert.equal(await exitOf(client), 1, client.log.dump());
+    await serverLog.waitFor(/^\[\*\] guest1 \(memory:1\) disconnected$/);
+    assert.deepEqual(sink.texts(), ["one", "exit", "two"]);
+    assert.deepEqual(client.tap.types("toServer"), ["key", "msg", "msg", "msg", "bye"]);
+    assert.ok(
+      client.log.of("error").includes("1 input line after /quit not sent"),
+      client.log.dump(),
+    );
+  });
+  // /quit as the last line: nothing lost, exit 0. " exit", "exit " and "EXIT" are lines too.
+  await withRoom({}, async ({ sink, open }) => {
+    const client = open();
+    for (const line of [" exit", "exit ", "EXIT", "/quit"]) client.type(line);
+    client.end();
+    assert.equal(await exitOf(client), 0, client.log.dump());
+    assert.deepEqual(sink.texts(), [" exit", "exit ", "EXIT"]);
+  });
+});
+
+Deno.test("at a terminal, `exit` alone ends the session; nothing after it is sent; exit 0", async () => {
+  await withRoom({}, async ({ serverLog, sink, open }) => {
+    const client = open({ interactive: true });
     client.type("one");
     client.type("exit");
     client.type("two");
-    // The input stays open: `exit` alone must end the session.
     assert.equal(await exitOf(client), 0, client.log.dump());
     await serverLog.waitFor(/^\[\*\] guest1 \(memory:1\) disconnected$/);
     assert.deepEqual(sink.texts(), ["one"]);
     assert.deepEqual(client.tap.types("toServer"), ["key", "msg", "bye"]);
-    // " exit" and "exit " are ordinary lines.
-  });
-  await withRoom({}, async ({ sink, open }) => {
-    const client = open();
-    client.type(" exit");
-    client.type("exit ");
-    client.type("EXIT");
-    client.end();
-    assert.equal(await exitOf(client), 0, client.log.dump());
-    assert.deepEqual(sink.texts(), [" exit", "exit ", "EXIT"]);
   });
 });
 
