@@ -1104,7 +1104,12 @@ class ChannelRecord implements DeferredLine {
   readonly #text: string | SharedText;
   readonly #note: string;
 
-  constructor(channel: Channel, type: "msg" | "chat" | "notice", text: string | SharedText, note: string) {
+  constructor(
+    channel: Channel,
+    type: "msg" | "chat" | "notice",
+    text: string | SharedText,
+    note: string,
+  ) {
     this.#channel = channel;
     this.#type = type;
     this.#text = text;
@@ -1119,7 +1124,11 @@ class ChannelRecord implements DeferredLine {
 
   render(): string {
     const text = this.#text;
-    const line = this.#channel.seal(this.#type, typeof text === "string" ? text : text.text, this.#note);
+    const line = this.#channel.seal(
+      this.#type,
+      typeof text === "string" ? text : text.text,
+      this.#note,
+    );
     if (text instanceof SharedText) text.release();
     return line;
   }
@@ -1273,12 +1282,12 @@ export class Channel {
   }
 
   /**
-   * Flow control: resolves true once the backlog is under the ack window
-   * (one more record will not wait), false if the channel stops or `bounds`
-   * end first.
+   * Flow control: resolves true once the backlog is under `below` (by
+   * default the ack window: one more record will not wait), false if the
+   * channel stops or `bounds` end first.
    */
-  async whenWritable(bounds: Bounds = {}): Promise<boolean> {
-    while (this.backlog >= this.#maxUnacked) {
+  async whenWritable(bounds: Bounds = {}, below: number = this.#maxUnacked): Promise<boolean> {
+    while (this.backlog >= below) {
       if (this.stopped) return false;
       const ok = await bounded(this.#acked.wait(), bounds).then(() => true, () => false);
       if (!ok) return false;

@@ -1700,7 +1700,9 @@ Deno.test("Channel: a full ack window holds records unsealed until acks come bac
     assert.equal(t.channel.windowOpen, false);
     let writable = false;
     const waiting = t.channel.whenWritable().then((ok) => (writable = ok));
-    for (let i = 0; i < 3; i++) assert.deepEqual(await t.peer.next(), { type: "msg", seq: i, text: `m${i}` });
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(await t.peer.next(), { type: "msg", seq: i, text: `m${i}` });
+    }
     await sleep(50);
     assert.equal(writable, false, "flow control: the sender waits");
     assert.equal(t.channel.stopped, false, "a full window is no failure");
