@@ -1074,6 +1074,14 @@ const DRAIN_ON_CLOSE_MS = 1000;
 /** Default ack window: most records unacknowledged at once per peer. */
 export const DEFAULT_MAX_UNACKED = 4096;
 
+/** How an `ack` record's line starts, as sealed (a frame written otherwise is charged). */
+const ACK_PREFIX = '{"type":"ack",';
+
+/** Resolves in the next turn of the event loop (after I/O callbacks). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /** Longest single pause of reading while a pacer holds it: stops are noticed this soon. */
 const PACE_SLICE_MS = 100;
 
@@ -1330,15 +1338,18 @@ export class Channel {
           break;
         }
         for (let i = 0; i < lines.length && !this.#end && !this.#stopped; i++) {
-          if (this.#pacer) {
+          // Acks are not charged: a peer can ack no more than we sent.
+          if (this.#pacer && !lines[i].startsWith(ACK_PREFIX)) {
             await this.#paced(lines[i].length + 1);
             if (this.#end || this.stopped) break;
           }
           this.#receive(lines[i], onEvent);
-          // The answers to each slice of lines leave before the next slice is
-          // worked on: a socket write completes at once, so the peer reads
-          // them while we go on, instead of waiting for the whole chunk.
-          if ((i + 1) % ANSWER_SLICE === 0) await this.link.drain();
+          // The answers to each slice of lines start to leave before the next
+          // slice is worked on: a socket write completes at once, so the peer
+          // reads them while we go on. A write that does not complete at once
+          // is not waited for: a peer that writes to us while not reading
+          // (its own writes stuck) must not stop us reading, or both wait.
+          if ((i + 1) % ANSWER_SLICE === 0) await Promise.race([this.link.drain(), nextTurn()]);
         }
         if (this.#stopped) this.#end ??= { reason: "local" };
       }

@@ -45,7 +45,6 @@ import {
   longestHello,
   maxRecordText,
   memoryPipe,
-  type PendingAck,
   serverHandshake,
 } from "../transport.ts";
 import { IndependentRecords, sleep, within } from "./support.ts";
