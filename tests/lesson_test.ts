@@ -86,6 +86,19 @@ Deno.test("lesson: workedPower keeps the unreduced power only while it is small"
   assert.equal(workedPower(3n, 129n, 1000003n).result, 3n ** 129n % 1000003n);
 });
 
+/** The client's worked steps for small p, g, a, b, computed with `**`. */
+function clientSteps(p: bigint, g: bigint, a: bigint, b: bigint): string[] {
+  const [A, B] = [(g ** a) % p, (g ** b) % p];
+  return [
+    `Received server public key: ${B}`,
+    `Private key a = ${a}`,
+    step("A = g^a mod p", g, a, p),
+    `Sending public key: ${A}`,
+    step("Z = B^a mod p", B, a, p),
+    `Shared key calculated: ${(B ** a) % p}`,
+  ];
+}
+
 Deno.test("lesson: the toy handshake's worked steps on each side, in the order they happen", () => {
   const { client, server } = vectorSessions(TOY);
   const [p, g] = [23n, 5n];
@@ -93,14 +106,7 @@ Deno.test("lesson: the toy handshake's worked steps on each side, in the order t
   const [A, B] = [(g ** a) % p, (g ** b) % p];
   const Z = (B ** a) % p;
   assert.deepEqual([a, b, A, B, Z], [5n, 3n, 20n, 10n, 19n], "the original's numbers");
-  assert.deepEqual(describeHandshake(client, true), [
-    `Received server public key: ${B}`,
-    `Private key a = ${a}`,
-    step("A = g^a mod p", g, a, p),
-    `Sending public key: ${A}`,
-    step("Z = B^a mod p", B, a, p),
-    `Shared key calculated: ${Z}`,
-  ]);
+  assert.deepEqual(describeHandshake(client, true), clientSteps(p, g, a, b));
   // The issue's own words, to the character.
   assert.equal(step("A = g^a mod p", g, a, p), "A = g^a mod p = 5^5 mod 23 = 3125 mod 23 = 20");
   assert.equal(step("Z = B^a mod p", B, a, p), "Z = B^a mod p = 10^5 mod 23 = 100000 mod 23 = 19");
@@ -121,14 +127,7 @@ Deno.test("lesson: --prime 29 --generator 2 works the same steps with other numb
   const [p, g, a, b] = [29n, 2n, 5n, 3n];
   const { client, server } = sessions(customGroup(p, g), TOY_CIPHER, a, b);
   const [A, B] = [(g ** a) % p, (g ** b) % p];
-  assert.deepEqual(describeHandshake(client, true), [
-    `Received server public key: ${B}`,
-    `Private key a = ${a}`,
-    step("A = g^a mod p", g, a, p),
-    `Sending public key: ${A}`,
-    step("Z = B^a mod p", B, a, p),
-    `Shared key calculated: ${(B ** a) % p}`,
-  ]);
+  assert.deepEqual(describeHandshake(client, true), clientSteps(p, g, a, b));
   assert.equal(describeHandshake(server, true, true)[2], step("Z = A^b mod p", A, b, p));
   assert.equal((A ** b) % p, (B ** a) % p, "both sides agree");
 });
