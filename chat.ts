@@ -49,7 +49,7 @@ export const RENAME_BURST = 3;
 export const RENAME_INTERVAL_MS = 10_000;
 
 /** Join and leave notices sent one by one per {@link PRESENCE_WINDOW_MS}; past that, counted. */
-export const PRESENCE_BURST = 3;
+export const PRESENCE_BURST = 5;
 /** See {@link PRESENCE_BURST}. */
 export const PRESENCE_WINDOW_MS = 1000;
 
@@ -167,32 +167,46 @@ export class RenameAllowance {
  */
 export class PresenceNotices {
   readonly #clock: RoomClock;
-  readonly #send: (text: string, except?: Member) => void;
+  readonly #send: (text: string, about?: Member, joining?: boolean) => void;
   #windowStart = -Infinity;
   #told = 0;
   #joined = 0;
   #left = 0;
+  /** The last notice held back, sent as it is if it turns out to be the only one. */
+  #held: { text: string; about: Member; joining: boolean } | undefined;
   #timer: unknown;
 
   /**
    * @param clock the room's clock
-   * @param send sends a notice to every member but `except`
+   * @param send sends a notice about `about` (joining or leaving) to those
+   *   who should hear it; without `about` (a summary), to everyone
    */
-  constructor(clock: RoomClock, send: (text: string, except?: Member) => void) {
+  constructor(
+    clock: RoomClock,
+    send: (text: string, about?: Member, joining?: boolean) => void,
+  ) {
     this.#clock = clock;
     this.#send = send;
   }
 
   /** `member` joined (it is not told of itself). */
   joined(member: Member): void {
-    if (this.#admit()) this.#send(`${member.name} joined`, member);
-    else this.#joined++;
+    const text = `${member.name} joined`;
+    if (this.#admit()) this.#send(text, member, true);
+    else {
+      this.#joined++;
+      this.#held = { text, about: member, joining: true };
+    }
   }
 
   /** `member` left, for a reason given in words (default "left"). */
   left(member: Member, how = "left"): void {
-    if (this.#admit()) this.#send(`${member.name} ${how}`, member);
-    else this.#left++;
+    const text = `${member.name} ${how}`;
+    if (this.#admit()) this.#send(text, member, false);
+    else {
+      this.#left++;
+      this.#held = { text, about: member, joining: false };
+    }
   }
 
   /** Cancels the summary pending, if any (the server is closing). */
@@ -225,7 +239,11 @@ export class PresenceNotices {
     const parts = [];
     if (this.#joined > 0) parts.push(`${this.#joined} joined`);
     if (this.#left > 0) parts.push(`${this.#left} left`);
+    const single = this.#joined + this.#left === 1 ? this.#held : undefined;
     this.#joined = this.#left = 0;
+    this.#held = undefined;
+    // One alone reads better as itself.
+    if (single) return this.#send(single.text, single.about, single.joining);
     if (parts.length === 0) return;
     this.#send(`${parts.join(", ")} in the last second`);
     // Still busy: the next second is summed up too, unless it stays quiet.
@@ -301,6 +319,14 @@ export function hostOf(address: string): string {
   return address.replace(/:\d+$/, "");
 }
 
+/**
+ * The host an operator's target names: `[v6]:port` and `v4:port` lose the
+ * port; anything else (a bare IPv6 address) is taken as it is.
+ */
+function targetHost(target: string): string {
+  return /^\[.*\](:\d+)?$|^[\d.]+:\d+$/.test(target) ? hostOf(target) : target;
+}
+
 /** Whether `text` is written as an IP address (v4, v6, bracketed), as `/ban` needs. */
 function looksLikeAddress(text: string): boolean {
   return /^\d{1,3}(\.\d{1,3}){3}$/.test(text) || /^\[?[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]?$/.test(text);
@@ -312,9 +338,12 @@ class RoomMember implements Member {
   readonly guestName: string;
   readonly renames: RenameAllowance;
   removed = false;
+  /** Its place in the order of joining. */
+  readonly order: number;
   readonly #link: MemberLink;
 
-  constructor(link: MemberLink, name: string, clock: RoomClock) {
+  constructor(link: MemberLink, name: string, clock: RoomClock, order: number) {
+    this.order = order;
     this.#link = link;
     this.name = name;
     this.guestName = name;
@@ -362,9 +391,13 @@ export class Room {
     this.#options = options;
     this.#clock = options.clock ?? SYSTEM_CLOCK;
     this.#addressKey = options.addressKey ?? ((host) => host);
-    this.#presence = new PresenceNotices(this.#clock, (text, except) => {
-      if (except) this.#tellOthers(except, text);
-      else for (const member of this.#members) member.notice(text);
+    this.#presence = new PresenceNotices(this.#clock, (text, about, joining) => {
+      if (!options.relay) return;
+      for (const member of this.#members) {
+        // Who joined after `about` saw it in its "present:" notice.
+        if (member === about || (joining && member.order > (about as RoomMember).order)) continue;
+        member.notice(text);
+      }
     });
   }
 
@@ -382,7 +415,7 @@ export class Room {
   join(link: MemberLink): Member {
     let name: string;
     do name = `guest${++this.#guests}`; while (this.#clash(name));
-    const member = new RoomMember(link, name, this.#clock);
+    const member = new RoomMember(link, name, this.#clock, this.#guests);
     if (this.#options.relay) {
       member.notice(`present: ${this.#names().join(", ")}`);
       this.#held.set(member, this.#clock.setTimeout(() => this.#announce(member), JOIN_HOLD_MS));
@@ -486,7 +519,7 @@ export class Room {
     if (reason) {
       // A member still under its guest name (a taken --name) learns who it is.
       member.notice(
-        refusal && from === member.guestName
+        refusal?.short && from === member.guestName
           ? `name "${name}" ${refusal.short}; you are ${from} (choose another with /name)`
           : `name not changed: ${reason}`,
       );
@@ -500,10 +533,13 @@ export class Room {
     return { kind: "renamed", from, to: name };
   }
 
-  /** Why `member` cannot be called `name`: in full, and short for "name "x" …". */
-  #nameRefusal(member: RoomMember, name: string): { reason: string; short: string } | undefined {
+  /**
+   * Why `member` cannot be called `name`; for a name that belongs to
+   * someone else, also the short form for "name "x" …".
+   */
+  #nameRefusal(member: RoomMember, name: string): { reason: string; short?: string } | undefined {
     const invalid = checkName(name);
-    if (invalid) return { reason: invalid, short: `is refused: ${invalid}` };
+    if (invalid) return { reason: invalid };
     if (/^guest\d+$/i.test(name) && name.toLowerCase() !== member.guestName) {
       const why = "guest names are given by the server";
       return { reason: `"${name}" is not yours: ${why}`, short: `is not yours (${why})` };
@@ -544,7 +580,7 @@ export class Room {
     if (byAddress.length > 0) return byAddress;
     const named = this.find(target) as RoomMember | undefined;
     if (named) return [named];
-    const key = this.#addressKey(looksLikeAddress(target) ? hostOf(target) : target);
+    const key = this.#addressKey(targetHost(target));
     return members.filter((m) => this.#addressKey(hostOf(m.address)) === key);
   }
 
@@ -561,7 +597,7 @@ export class Room {
     const member = [...this.#members].find((m) => m.address === target) ?? this.find(target);
     let host: string;
     if (member) host = hostOf(member.address);
-    else if (looksLikeAddress(target)) host = hostOf(target);
+    else if (looksLikeAddress(target)) host = targetHost(target);
     else {
       return {
         kind: "refused",

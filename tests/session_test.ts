@@ -408,10 +408,15 @@ Deno.test("commands: /name conflicts and invalid names, /who, // escaping, unkno
     const b = open();
     await a.log.waitFor(/guest2 joined/);
     const answers: [Client, string, string][] = [
-      [a, "/name boss", `name not changed: "boss" is already taken`],
+      [a, "/name boss", `name "boss" is taken; you are guest1 (choose another with /name)`],
+      [
+        a,
+        "/name b0ss.",
+        `name "b0ss." is too like "Boss"; you are guest1 (choose another with /name)`,
+      ],
       [a, "/name Alice", "you are now Alice"],
-      [b, "/name ALICE", `name not changed: "ALICE" is already taken`],
-      [b, "/name alice", `name not changed: "alice" is already taken`],
+      [b, "/name ALICE", `name "ALICE" is taken; you are guest2 (choose another with /name)`],
+      [b, "/name alice", `name "alice" is taken; you are guest2 (choose another with /name)`],
       [
         b,
         "/name bad name",
@@ -425,6 +430,12 @@ Deno.test("commands: /name conflicts and invalid names, /who, // escaping, unkno
       [b, "/name", "name not changed: a name is needed: /name NAME"],
       [b, "/name émile", "name not changed: a name is 1 to 24 characters from A-Z a-z 0-9 _ - ."],
       [b, "/name " + "y".repeat(24), "you are now " + "y".repeat(24)],
+      [b, "/name ALICE_", `name not changed: "ALICE_" is too like "Alice"`],
+      [
+        b,
+        "/name guest9",
+        `name not changed: "guest9" is not yours: guest names are given by the server`,
+      ],
       [b, "/name b.o-b_2", "you are now b.o-b_2"],
       [a, "/name Alice", "you are now Alice"], // its own name again: allowed
       [a, "/who", "present: Boss, Alice, b.o-b_2"],
@@ -456,9 +467,10 @@ Deno.test("commands: /name conflicts and invalid names, /who, // escaping, unkno
         `${line} → ${answer}:\n${client.log.dump()}`,
       );
     }
-    // Exactly one notice per command (plus a's notices of b joining and renaming twice).
-    await a.tap.until(() => a.tap.count("toClient", "notice") === 4 + 3, "a's notices");
-    await b.tap.until(() => b.tap.count("toClient", "notice") === 10 + 1, "b's notices");
+    // Exactly one notice per command, plus "present:" on joining, and a's
+    // notices of b joining and renaming twice, and b's of a's rename.
+    await a.tap.until(() => a.tap.count("toClient", "notice") === 5 + 1 + 3, "a's notices");
+    await b.tap.until(() => b.tap.count("toClient", "notice") === 12 + 1 + 1, "b's notices");
     // `//` escaping: sent as a chat line without its first slash.
     a.type("//shrug");
     a.type("///three");
@@ -491,7 +503,9 @@ Deno.test("--name: /name goes right after the handshake and the answer is shown"
     await serverLog.waitFor(/^\[\*\] guest1 \(memory:1\) is now carol$/);
     // A taken name (the operator's, any case): the refusal is shown.
     const other = open({ name: "OP" });
-    await other.log.waitFor(/^\[\*\] name not changed: "OP" is already taken$/);
+    await other.log.waitFor(
+      /^\[\*\] name "OP" is taken; you are guest2 \(choose another with \/name\)$/,
+    );
     assert.deepEqual(server.members.map((m) => m.name), ["carol", "guest2"]);
     carol.type("hi");
     await serverLog.waitFor(/^\[\+\] carol \(memory:1\): hi$/);
@@ -556,24 +570,37 @@ Deno.test("operator line: a client that never acks it is reported; the others ar
   });
 });
 
-Deno.test("/kick NAME: that session ends with an error frame; the client exits 1 saying so", async () => {
+Deno.test("/kick NAME: that session ends with an error frame; the client exits 1 saying so; one server line", async () => {
   await withRoom({}, async ({ server, serverLog, sink, open }) => {
     const mallory = open({ name: "mallory" });
     await mallory.log.waitFor(/you are now mallory/);
     const bystander = open();
     await serverLog.waitFor(/Session with memory:2/);
     server.operator("/kick nobody");
-    await serverLog.waitFor(/^\[!\] Nobody called "nobody" is here$/);
+    await serverLog.waitFor(
+      /^\[!\] Nobody here is called "nobody" or connects from it \(see \/who\)\.?$/,
+    );
+    server.operator("/kick");
+    await serverLog.waitFor(/^\[!\] Usage: \/kick ADDRESS/);
     server.operator("/kick MALLORY");
     await serverLog.waitFor(/^\[\*\] Kicked mallory \(memory:1\)$/);
     await mallory.tap.until(() => mallory.tap.clientEnded, "the kicked client to close");
     mallory.end();
     assert.equal(await exitOf(mallory), 1, mallory.log.dump());
     const last = tryParse(mallory.tap.toClient.at(-1));
-    assert.deepEqual(last, { type: "error", message: "kicked by the server's operator" });
+    assert.deepEqual(last, { type: "error", message: "You were removed by the server's operator" });
     assert.ok(
-      mallory.log.of("error").some((e) => /kicked by the server's operator/.test(e)),
+      mallory.log.of("error").some((e) => /You were removed by the server's operator/.test(e)),
       mallory.log.dump(),
+    );
+    // The server said it in one line: nothing more about mallory's end.
+    await eventually(() => server.members.length === 1, "mallory gone");
+    await sleep(200);
+    assert.deepEqual(
+      serverLog.lines.filter((l) => /mallory/.test(l) && /^\[[!*]\]/.test(l) && !/is now/.test(l)),
+      [
+        "[*] Kicked mallory (memory:1)",
+      ],
     );
     assert.ok(!mallory.tap.types("toServer").includes("bye"), mallory.tap.dump());
     assert.deepEqual(server.members.map((m) => m.name), ["guest2"]);
