@@ -49,7 +49,12 @@ export type AdmitResult<C> =
       /** The address key the connection counts under. */
       readonly key: string;
     }
-    | { readonly ok: false; readonly reason: string }
+    | {
+      readonly ok: false;
+      readonly reason: string;
+      /** The refused address key, if it is in the penalty box (its refusals come in floods). */
+      readonly penalizedKey?: string;
+    }
   )
   & {
     /**
@@ -115,7 +120,7 @@ export class Admission<C> {
   admit(conn: C, hostname: string): AdmitResult<C> {
     const key = addressKey(hostname);
     const refused = this.#refusal(key);
-    if (refused) return { ok: false, reason: refused, drop: [] };
+    if (refused) return { ok: false, reason: refused, drop: [], ...this.#penaltyOf(key) };
     const { maxClients, maxHandshakes } = this.#options;
     let drop: C[] = [];
     let penalized: string | undefined;
@@ -133,7 +138,7 @@ export class Admission<C> {
       penalized = struck.penalized;
       // The newcomer's own address may be the one just refused.
       const now = this.#refusal(key);
-      if (now) return { ok: false, reason: now, drop, penalized };
+      if (now) return { ok: false, reason: now, drop, penalized, ...this.#penaltyOf(key) };
     }
     this.#entries.set(conn, { key, established: false });
     this.#handshaking.add(conn);
@@ -173,6 +178,11 @@ export class Admission<C> {
     return { key, drop: this.#dropUnfinished(key) };
   }
 
+  /** `{ penalizedKey: key }` if `key` is in the penalty box. */
+  #penaltyOf(key: string): { penalizedKey?: string } {
+    return this.#penalties.remaining(key) > 0 ? { penalizedKey: key } : {};
+  }
+
   /** Why connections from `key` are refused now, if they are. */
   #refusal(key: string): string | undefined {
     const penalty = this.#penalties.remaining(key);
@@ -209,5 +219,48 @@ export class Admission<C> {
     const left = (this.#perKey.get(entry.key) ?? 1) - 1;
     if (left > 0) this.#perKey.set(entry.key, left);
     else this.#perKey.delete(entry.key);
+  }
+}
+
+/**
+ * Lines about refusals of one address key, at most one per `intervalMs`,
+ * each saying how many were left unsaid since the last: an address refused
+ * thousands of times a second costs the log one line a second.
+ */
+export class RefusalReports {
+  readonly #intervalMs: number;
+  readonly #now: () => number;
+  readonly #last = new Map<string, { at: number; unsaid: number }>();
+
+  /**
+   * @param intervalMs the least time between two lines about one key
+   * @param now the clock, in ms
+   */
+  constructor(intervalMs: number, now: () => number = () => performance.now()) {
+    this.#intervalMs = intervalMs;
+    this.#now = now;
+  }
+
+  /**
+   * Whether a refusal of `key` gets a line now; if it does, how many
+   * refusals of it went unsaid before it.
+   */
+  report(key: string): { say: true; unsaid: number } | { say: false } {
+    const now = this.#now();
+    const last = this.#last.get(key);
+    if (last && now - last.at < this.#intervalMs) {
+      last.unsaid++;
+      return { say: false };
+    }
+    if (this.#last.size >= 10_000) this.#forgetOld(now);
+    this.#last.set(key, { at: now, unsaid: 0 });
+    return { say: true, unsaid: last?.unsaid ?? 0 };
+  }
+
+  /** Forgets keys not reported within the interval (their unsaid counts are lost). */
+  #forgetOld(now: number): void {
+    for (const [key, last] of this.#last) {
+      if (now - last.at >= this.#intervalMs) this.#last.delete(key);
+    }
   }
 }

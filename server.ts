@@ -14,7 +14,7 @@
  * @module
  */
 
-import { Admission } from "./admission.ts";
+import { Admission, RefusalReports } from "./admission.ts";
 import { checkName, type Member, OPERATOR_COMMANDS, Room } from "./chat.ts";
 import { addressKey } from "./guard.ts";
 import {
@@ -211,6 +211,9 @@ interface Connected {
   dropped?: string;
 }
 
+/** At most one line per this many ms about the refusals of one penalized address. */
+const PENALTY_REPORT_INTERVAL_MS = 1000;
+
 /** Why the oldest connection in its handshake was dropped. */
 const EVICTED = "dropped: too many connections are waiting for their handshake; try again";
 
@@ -259,6 +262,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       }
       : undefined,
   });
+  const penaltyReports = new RefusalReports(PENALTY_REPORT_INTERVAL_MS);
   const handlers = new Set<Promise<void>>();
   let stopping = false;
   let memoryPeers = 0;
@@ -267,7 +271,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
   function drop(dropped: readonly Connected[], why: string, penalized?: string): void {
     if (penalized) {
       log.error(
-        `${penalized} refused for ${settings.penaltyMs / 1000} s: ${
+        `${penalized}: refused for ${settings.penaltyMs / 1000} s: ${
           count(settings.penaltyStrikes, "connection")
         } from it ended without a handshake within ${settings.penaltyWindowMs / 1000} s`,
       );
@@ -296,7 +300,16 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       : admission.admit(connected, link.hostname);
     drop(admitted.drop, EVICTED, admitted.penalized);
     if (!admitted.ok) {
-      log.error(`${peer} refused: ${admitted.reason}`);
+      // A penalized address is refused in floods: one line a second says so.
+      const report = admitted.penalizedKey === undefined
+        ? { say: true, unsaid: 0 }
+        : penaltyReports.report(admitted.penalizedKey);
+      if (report.say) {
+        const unsaid = report.unsaid > 0
+          ? ` (${report.unsaid} more refused since the last line)`
+          : "";
+        log.error(`${peer} refused: ${admitted.reason}${unsaid}`);
+      }
       await link.fail(admitted.reason);
       return;
     }
@@ -359,7 +372,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       // A removed member's end was told in the operator's one line.
       if (!member.removed) reportEnd(`${member.name} (${peer})`, end);
     } catch (error) {
-      if (link.closed && (stopping || connected.dropped)) return; // closed by us: already told
+      if ((link.closed && stopping) || connected.dropped) return; // closed by us: already told
       const reason = describeError(error);
       log.error(`${peer}: ${reason}`);
       if (error instanceof ProtocolError && !error.fromPeer) await link.fail(reason);

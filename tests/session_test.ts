@@ -380,6 +380,51 @@ Deno.test("room of three: lines with names, join/leave/rename notices, never one
   });
 });
 
+Deno.test("room notices: 'bob joined' under --name, 'present:', a taken name, a removal told as such", async () => {
+  await withRoom({ room: true }, async ({ server, serverLog, open }) => {
+    const alice = open({ name: "alice" });
+    await alice.log.waitFor(/^\[\*\] you are now alice$/);
+    await alice.log.waitFor(/^\[\*\] present: server$/);
+    const bob = open({ name: "bob" });
+    await bob.log.waitFor(/^\[\*\] present: server, alice$/);
+    await alice.log.waitFor(/^\[\*\] bob joined$/);
+    // A taken --name: told which guest it is; the others see that guest join, once.
+    const late = open({ name: "alice" });
+    await late.log.waitFor(
+      /^\[\*\] name "alice" is taken; you are guest3 \(choose another with \/name\)$/,
+    );
+    await alice.log.waitFor(/^\[\*\] guest3 joined$/);
+    await bob.log.waitFor(/^\[\*\] guest3 joined$/);
+    // /kick: the others are told of a removal, not of a leave; the server says it once.
+    server.operator("/kick bob");
+    await alice.log.waitFor(/^\[\*\] bob was removed by the operator$/);
+    await bob.tap.until(() => bob.tap.clientEnded, "bob's client to close");
+    bob.end();
+    assert.equal(await exitOf(bob), 1, bob.log.dump());
+    assert.ok(
+      bob.log.of("error").some((l) => /You were removed by the server's operator/.test(l)),
+      bob.log.dump(),
+    );
+    await eventually(() => server.members.length === 2, "bob gone");
+    late.end();
+    await alice.log.waitFor(/^\[\*\] guest3 left$/);
+    const seen = alice.log.of("info").filter((l) => /joined|left|removed|is now|present/.test(l));
+    assert.deepEqual(seen, [
+      "present: server",
+      "bob joined",
+      "guest3 joined",
+      "bob was removed by the operator",
+      "guest3 left",
+    ]);
+    assert.deepEqual(
+      serverLog.lines.filter((l) => /\bbob\b/.test(l) && !/is now|Session with/.test(l)),
+      ["[*] Kicked bob (memory:2)"],
+    );
+    alice.end();
+    assert.equal(await exitOf(alice), 0, alice.log.dump());
+  });
+});
+
 Deno.test("default mode: no relay and no join/leave notices between clients", async () => {
   await withRoom({}, async ({ serverLog, sink, open }) => {
     const a = open();
