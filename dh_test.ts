@@ -81,6 +81,7 @@ import {
   xor,
 } from "./dh.ts";
 import vectors from "./tests/dhx1-vectors.json" with { type: "json" };
+import { DEFAULT_MAX_LINE, maxRecordText } from "./transport.ts";
 import {
   flipBit,
   helloWith,
@@ -2384,4 +2385,39 @@ Deno.test("fingerprint: formatFingerprint is four groups of four upper-case hex 
   for (const length of [0, 7, 9, 16]) {
     assert.throws(() => formatFingerprint(new Uint8Array(length)), rangeError(/8 bytes/));
   }
+});
+
+Deno.test("records: long multi-byte lines are sealed whole (40 000 × €, 4-byte emoji near the record limit)", () => {
+  // "€" is 3 UTF-8 bytes in one UTF-16 unit, "🙂" 4 bytes in two: a seal buffer
+  // sized for fewer bytes per unit cuts the text, and the shortened record
+  // still passes its tag check: only comparing texts shows it.
+  const limit = maxRecordText(DEFAULT_MAX_LINE);
+  const euros = "€".repeat(40_000);
+  const emoji = "🙂".repeat(Math.floor(limit / 4) - 1);
+  assert.ok(encoder.encode(emoji).length > limit - 8, "the emoji line is near the limit");
+  assert.ok(encoder.encode(emoji).length <= limit, "and within it");
+  for (const v of [SECURE_VECTOR, TOY_VECTOR]) {
+    const { client, server } = vectorSessions(v);
+    for (const text of [euros, emoji, "a" + euros, emoji + "€"]) {
+      const received = server.open(client.seal("msg", text)).text;
+      assert.equal(received.length, text.length, `${v.cipher}: ${text.length} units sent`);
+      assert.equal(received, text);
+      assert.equal(client.open(server.seal("notice", text)).text, text, `${v.cipher} notice`);
+    }
+  }
+});
+
+Deno.test("reject: checkPrivateKey refuses a key whose public key is p − 1 (toy: 11, as 5^11 mod 23 = 22)", () => {
+  assert.equal(powMod(5n, 11n, 23n), 22n);
+  assert.throws(
+    () => checkPrivateKey(GROUPS.toy, 11n),
+    rangeError(/^private key 11 gives the public key 22, which every peer refuses$/),
+  );
+  const hello = parseHello(TOY_VECTOR.helloLine, { insecure: true });
+  assert.throws(() => respondToHello(hello, 11n), rangeError(/gives the public key 22/));
+  // On p = 29, g = 2 (order 28), the key giving p − 1 is 14; its neighbours are fine.
+  const group = customGroup(29n, 2n);
+  assert.equal(powMod(2n, 14n, 29n), 28n);
+  assert.throws(() => checkPrivateKey(group, 14n), rangeError(/gives the public key 28/));
+  for (const good of [13n, 15n]) assert.doesNotThrow(() => checkPrivateKey(group, good));
 });

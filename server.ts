@@ -35,6 +35,7 @@ import {
   UsageError,
 } from "./console.ts";
 import {
+  checkPrivateKey,
   type CipherName,
   customGroup,
   DEFAULT_GROUP,
@@ -138,7 +139,8 @@ export interface ServerHandle {
   readonly members: readonly Member[];
   /**
    * Handles a line typed by the operator: `/who`, `/kick ADDRESS|NAME`,
-   * `/ban ADDRESS [MINUTES]`, or a line for every client.
+   * `/ban ADDRESS [MINUTES]`, or a line for every client. An empty line does
+   * nothing (it is not sent).
    */
   operator(line: string): void;
   /** Serves one connection (any readable/writable pair); resolves when it ends. */
@@ -426,6 +428,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
   }
 
   function operator(line: string): void {
+    if (line === "") return; // Enter alone: nothing to send, nothing to say
     const result = room.operator(line);
     switch (result.kind) {
       case "chat":
@@ -634,8 +637,11 @@ function groupOptions(flags: Flags, toy: boolean): Partial<ServerOptions> {
     throw new UsageError(`bad --prime/--generator: ${(error as Error).message}`);
   }
   const privateKey = flags.bigint("private-key") ?? TOY_SERVER_PRIVATE_KEY;
-  if (privateKey < 1n || privateKey > group.p - 2n) {
-    throw new UsageError(`--private-key must be from 1 to p - 2 = ${group.p - 2n}`);
+  try {
+    checkPrivateKey(group, privateKey);
+  } catch (error) {
+    // The client's words for the same refusal (transport.ts, clientHandshake).
+    throw new UsageError(`cannot use this private key: ${(error as Error).message}`);
   }
   return { group, cipher: TOY_CIPHER, privateKey };
 }
@@ -655,6 +661,16 @@ function maxLineFor(flags: Flags, group: DhGroup): number | undefined {
 /** The command-line entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const output = new Output();
+  try {
+    return await serve(args, output);
+  } finally {
+    // Bounded: a terminal that stays stuck does not keep the server from ending.
+    await output.settle();
+  }
+}
+
+/** `main` with its output: runs the server until a signal or the operator stops it. */
+async function serve(args: string[], output: Output): Promise<number> {
   const command = readCommand(args, parseServerArgs, USAGE, output);
   if (typeof command === "number") return command;
   const log = createLogger({ quiet: command.quiet, output });
@@ -665,7 +681,6 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     const where = `${options.host ?? SERVER_DEFAULTS.host}:${options.port ?? SERVER_DEFAULTS.port}`;
     log.error(`Cannot listen on ${where}: ${describeError(error)}`);
-    output.flush();
     return EXIT.FAILURE;
   }
   log.notice(`Server listening on ${server.addr!.hostname}:${server.addr!.port}`);
@@ -686,7 +701,6 @@ export async function main(args: string[]): Promise<number> {
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   log.notice("Server stopped");
-  output.flush();
   return EXIT.OK;
 }
 
@@ -714,7 +728,7 @@ function readOperator(
       const line = await input.next().catch(() => null);
       if (line === null) return;
       if ("refused" in line) log.error(`Line not sent: ${line.refused}`);
-      else if (line.text !== "") server.operator(line.text);
+      else server.operator(line.text);
     }
   })();
   return input;

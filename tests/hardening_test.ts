@@ -872,8 +872,8 @@ async function byeAfterFirstLine(srv: TestServer) {
 Deno.test("item 5: the server's bye before the end of input — exit 1 and the unsent lines are reported", async () => {
   await using srv = testServer();
   const { input, log, run } = await byeAfterFirstLine(srv);
-  // `exit` ends the input: the line after it is not counted as lost.
-  for (const line of ["two", "three", "exit", "after exit"]) typeUnlessClosed(input, line);
+  // `/quit` ends the input: the line after it is not counted as lost.
+  for (const line of ["two", "three", "/quit", "after quit"]) typeUnlessClosed(input, line);
   input.end();
   const code = await within(run, 10_000, "runClient");
   assert.equal(code, 1, log.text());
@@ -902,14 +902,29 @@ Deno.test("item 5: the server's bye while input stays open — exit 1 at once, t
   );
 });
 
-Deno.test("item 5: the server's bye while input stays open and idle — nothing lost, exit 0", async () => {
+Deno.test("issue 18 §4: the server's bye while piped input stays open and idle — exit 1, and says so", async () => {
   await using srv = testServer();
   const { input, log, run } = await byeAfterFirstLine(srv);
   const code = await within(run, 5000, "runClient with its input still open");
   input.end();
-  assert.equal(code, 0, log.text());
-  assert.deepEqual(log.errors, []);
-  assert.ok(log.texts().includes("[*] Server ended the session"), log.text());
+  assert.equal(code, 1, log.text());
+  assert.deepEqual(log.errors, ["[!] The server ended the session before the end of the input"]);
+});
+
+Deno.test("issue 18 §4: the server's bye at a terminal — the session simply ends, exit 0", async () => {
+  await using srv = testServer();
+  const client = typedClient(
+    { connection: srv.server.connect(), timeoutMs: 3000, interactive: true },
+    new PrintedLog(),
+  );
+  client.type("one");
+  await eventually(() => srv.sink.texts().length === 1, "line one at the server");
+  await within(srv.server.close(), 5000, "server close");
+  const code = await within(client.run, 5000, "runClient at a terminal");
+  client.input.end();
+  assert.equal(code, 0, client.log.text());
+  assert.deepEqual(client.log.errors, []);
+  assert.ok(client.log.texts().includes("[*] Server ended the session"), client.log.text());
 });
 
 Deno.test("item 6: Ctrl-C while waiting for the hello (in memory) ends at once, not after the timeout", async () => {

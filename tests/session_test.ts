@@ -1036,27 +1036,40 @@ Deno.test("stdin lines too long for a record or not valid UTF-8 are refused one 
   }
 });
 
-Deno.test("an `exit` line ends the session; nothing after it is sent; exit 0", async () => {
+Deno.test("piped, `exit` is a line like any other; /quit ends the session, never sent; lines after it: exit 1", async () => {
   await withRoom({}, async ({ serverLog, sink, open }) => {
     const client = open();
+    for (const line of ["one", "exit", "two", "/quit", "three"]) client.type(line);
+    // The input stays open: /quit alone must end the session.
+    assert.equal(await exitOf(client), 1, client.log.dump());
+    await serverLog.waitFor(/^\[\*\] guest1 \(memory:1\) disconnected$/);
+    assert.deepEqual(sink.texts(), ["one", "exit", "two"]);
+    assert.deepEqual(client.tap.types("toServer"), ["key", "msg", "msg", "msg", "bye"]);
+    assert.ok(
+      client.log.of("error").includes("1 input line after /quit not sent"),
+      client.log.dump(),
+    );
+  });
+  // /quit as the last line: nothing lost, exit 0. " exit", "exit " and "EXIT" are lines too.
+  await withRoom({}, async ({ sink, open }) => {
+    const client = open();
+    for (const line of [" exit", "exit ", "EXIT", "/quit"]) client.type(line);
+    client.end();
+    assert.equal(await exitOf(client), 0, client.log.dump());
+    assert.deepEqual(sink.texts(), [" exit", "exit ", "EXIT"]);
+  });
+});
+
+Deno.test("at a terminal, `exit` alone ends the session; nothing after it is sent; exit 0", async () => {
+  await withRoom({}, async ({ serverLog, sink, open }) => {
+    const client = open({ interactive: true });
     client.type("one");
     client.type("exit");
     client.type("two");
-    // The input stays open: `exit` alone must end the session.
     assert.equal(await exitOf(client), 0, client.log.dump());
     await serverLog.waitFor(/^\[\*\] guest1 \(memory:1\) disconnected$/);
     assert.deepEqual(sink.texts(), ["one"]);
     assert.deepEqual(client.tap.types("toServer"), ["key", "msg", "bye"]);
-    // " exit" and "exit " are ordinary lines.
-  });
-  await withRoom({}, async ({ sink, open }) => {
-    const client = open();
-    client.type(" exit");
-    client.type("exit ");
-    client.type("EXIT");
-    client.end();
-    assert.equal(await exitOf(client), 0, client.log.dump());
-    assert.deepEqual(sink.texts(), [" exit", "exit ", "EXIT"]);
   });
 });
 
@@ -1153,5 +1166,24 @@ Deno.test("second Ctrl-C (forceSignal): leaves at once without the acks; exit 1"
     );
   } finally {
     cleanup();
+  }
+});
+
+Deno.test("session: a client line of 1000 × € arrives whole, and so does the operator's answer", async () => {
+  // 3 UTF-8 bytes per UTF-16 unit: the case a seal buffer sized too small cuts.
+  const line = "€".repeat(1000);
+  for (const options of [{}, { group: GROUPS.toy, cipher: TOY_CIPHER, privateKey: 3n }]) {
+    await withServer(options, async ({ client, server, sink }) => {
+      const c = client({ toy: options.cipher === TOY_CIPHER });
+      c.type(line);
+      await sink.waitForCount(1);
+      assert.equal(sink.texts()[0].length, 1000);
+      assert.equal(sink.texts()[0], line);
+      server.operator("¥" + line);
+      const shown = await c.log.waitFor(/^\[\+\] server: ¥/);
+      assert.equal(shown, `[+] server: ¥${line}`);
+      c.end();
+      assert.equal(await within(c.run, 10_000, "the client's end"), 0, c.log.dump());
+    });
   }
 });
