@@ -233,6 +233,8 @@ export class RefusalReports {
   readonly #last = new Map<string, { at: number; unsaid: number }>();
 
   /**
+   * Reports at most one line per key per `intervalMs`.
+   *
    * @param intervalMs the least time between two lines about one key
    * @param now the clock, in ms
    */

@@ -177,6 +177,8 @@ export class PresenceNotices {
   #timer: unknown;
 
   /**
+   * Notices told through `send`, timed on `clock`.
+   *
    * @param clock the room's clock
    * @param send sends a notice about `about` (joining or leaving) to those
    *   who should hear it; without `about` (a summary), to everyone
