@@ -85,7 +85,7 @@ export interface ServerOptions {
   /** Most simultaneous clients, handshakes included (default 1000). */
   maxClients?: number;
   /**
-   * Most connections in their handshake at once (default 32): when that
+   * Most connections in their handshake at once (default 64): when that
    * many wait, the oldest is dropped for a newcomer; sessions never are.
    */
   maxHandshakes?: number;
@@ -178,7 +178,7 @@ export const SERVER_DEFAULTS: Readonly<{
   port: DEFAULT_PORT,
   name: "server",
   maxClients: 1000,
-  maxHandshakes: 32,
+  maxHandshakes: 64,
   maxPerAddress: 10,
   penaltyMs: 60_000,
   penaltyStrikes: 10,

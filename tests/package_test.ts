@@ -59,9 +59,11 @@ Deno.test("package: deno.json has a scoped name, a semver version and exports th
   const exports = Object.entries(denoJson.exports);
   assert.deepEqual(exports.map(([key]) => key).sort(), [
     ".",
+    "./admission",
     "./chat",
     "./client",
     "./console",
+    "./guard",
     "./server",
     "./transport",
   ]);
