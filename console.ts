@@ -81,8 +81,12 @@ export function printable(text: string): string {
 /** Which stream a line goes to. */
 export type Stream = "stdout" | "stderr";
 
-/** Longest message a log line shows, in characters after escaping (the rest is cut, its size given). */
-export const MAX_SHOWN_CHARS = 2000;
+/**
+ * Longest message a log line shows, in characters after escaping (the rest is
+ * cut, its size given): room for every number `--verbose` shows, up to an
+ * 8192-bit one in decimal (2,467 digits).
+ */
+export const MAX_SHOWN_CHARS = 4096;
 
 /** Most bytes of log lines waiting for a slow terminal; past it, lines are dropped and counted. */
 export const MAX_PENDING_BYTES = 1024 * 1024;

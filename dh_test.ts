@@ -83,10 +83,10 @@ import {
 import vectors from "./tests/dhx1-vectors.json" with { type: "json" };
 import { DEFAULT_MAX_LINE, maxRecordText } from "./transport.ts";
 import {
+  checkOpenssl,
   flipBit,
   helloWith,
   IndependentRecords,
-  lacks,
   seededRandom,
   withFields,
 } from "./tests/support.ts";
@@ -978,30 +978,8 @@ Deno.test("groups: modp2048/3072/4096 equal node:crypto's modp14/15/16", () => {
   }
 });
 
-/**
- * Whether this run can execute `openssl`: ignored only for lack of permission
- * or an absent binary; any other failure to start it is kept and fails the test.
- */
-const OPENSSL = ((): { ignore: boolean; startError?: unknown } => {
-  if (lacks("openssl")) return { ignore: true };
-  try {
-    new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" })
-      .outputSync();
-    return { ignore: false };
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      console.log(
-        "[!] openssl is not installed: the OpenSSL parameter test is IGNORED, not passed",
-      );
-      return { ignore: true };
-    }
-    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
-      console.log(`[!] openssl cannot be run (${error.name}): the OpenSSL test is IGNORED`);
-      return { ignore: true };
-    }
-    return { ignore: false, startError: error };
-  }
-})();
+/** Whether this run can execute `openssl` (ignored without it; DHX_REQUIRE_TOOLS=1 fails). */
+const OPENSSL = checkOpenssl("the OpenSSL parameter test (dh_test.ts)");
 
 /** The DER of a PEM block, or `bytes` unchanged if they are DER already. */
 function derOf(bytes: Uint8Array): Uint8Array {
@@ -1068,7 +1046,7 @@ Deno.test({
     "groups: every ffdhe group (and modp) equals OpenSSL's genpkey parameters (needs run: openssl)",
   ignore: OPENSSL.ignore,
   fn: async () => {
-    if (OPENSSL.startError !== undefined) throw OPENSSL.startError;
+    if (OPENSSL.problem) assert.fail(OPENSSL.problem);
     const names: [GroupName, string][] = [
       ["ffdhe2048", "ffdhe2048"],
       ["ffdhe3072", "ffdhe3072"],

@@ -6,13 +6,15 @@
  *
  * Both directions, secure and toy, default and room mode, the peer's
  * `--say`, `--ping` and `--name` paths, and its self-check on the vectors.
- * Needs node and the network: `deno test -P tests/interop_test.ts`.
+ * Needs Node.js and the network: `deno test -P tests/interop_test.ts`; without
+ * Node.js they are ignored (one line says so), and fail with DHX_REQUIRE_TOOLS=1.
  */
 
 import assert from "node:assert/strict";
 import { GROUPS, TOY_CIPHER } from "../dh.ts";
 import {
   CapturingLogger,
+  checkNode,
   FINGERPRINT,
   lacks,
   linesOf,
@@ -27,7 +29,20 @@ import {
   withServer,
 } from "./support.ts";
 
-const ignore = lacks("net", "run");
+/** Node.js must be installed: Deno running itself for `node` would test Deno against Deno. */
+const NODE = checkNode("the tests against tests/peer.mjs (tests/interop_test.ts)");
+const ignore = lacks("net", "run") || NODE.ignore;
+
+/** Deno.test for a test that runs tests/peer.mjs under Node.js: it fails if `node` is unusable. */
+function nodeTest(definition: Deno.TestDefinition & { fn: (t: Deno.TestContext) => unknown }) {
+  Deno.test({
+    ...definition,
+    async fn(t) {
+      if (NODE.problem) assert.fail(NODE.problem);
+      await definition.fn(t);
+    },
+  });
+}
 const PEER = "tests/peer.mjs";
 const TOY_SERVER = { group: GROUPS.toy, cipher: TOY_CIPHER, privateKey: 3n };
 
@@ -111,7 +126,7 @@ function serverFingerprints(log: CapturingLogger): string[] {
 for (const mode of ["secure", "toy"] as const) {
   const toy = mode === "toy";
 
-  Deno.test({
+  nodeTest({
     name: `interop (${mode}): our client → peer server`,
     ignore,
     async fn() {
@@ -151,7 +166,7 @@ for (const mode of ["secure", "toy"] as const) {
     },
   });
 
-  Deno.test({
+  nodeTest({
     name: `interop (${mode}): peer client → our server`,
     ignore,
     async fn() {
@@ -190,7 +205,7 @@ for (const mode of ["secure", "toy"] as const) {
 // --say, --ping, --name
 // ───────────────────────────────────────────────────────────────────────────
 
-Deno.test({
+nodeTest({
   name: "interop: peer server --say --ping --name: our client shows, acks and answers",
   ignore,
   async fn() {
@@ -233,7 +248,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+nodeTest({
   name: "interop: peer client --name --ping: our server renames, pongs and acks",
   ignore,
   async fn() {
@@ -265,7 +280,7 @@ Deno.test({
 // Room mode
 // ───────────────────────────────────────────────────────────────────────────
 
-Deno.test({
+nodeTest({
   name: "interop: peer server --room with two of our clients and a peer client",
   ignore,
   async fn() {
@@ -320,7 +335,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+nodeTest({
   name: "interop: our server --room with two peer clients and one of ours",
   ignore,
   async fn() {
@@ -374,7 +389,7 @@ Deno.test({
 // The scripts as processes, and the vectors
 // ───────────────────────────────────────────────────────────────────────────
 
-Deno.test({
+nodeTest({
   name:
     "interop: client.ts --toy process → peer server --toy; peer clients → server.ts --room process",
   ignore,
@@ -415,9 +430,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+nodeTest({
   name: "interop: the peer's own check of tests/dhx1-vectors.json passes",
-  ignore: lacks("run", "read"),
+  ignore: lacks("run", "read") || NODE.ignore,
   async fn() {
     const vectors = JSON.parse(await Deno.readTextFile(`${ROOT}tests/dhx1-vectors.json`));
     assert.ok(Array.isArray(vectors) && vectors.length >= 4, "vectors");
