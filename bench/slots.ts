@@ -22,10 +22,12 @@
 import { parseArgs } from "node:util";
 import {
   BENCH_DIR,
+  benchmarkMain,
   commandLine,
   cpuMs,
   dhxServer,
   fmt,
+  GeneratorPool,
   machineFacts,
   markdownTable,
   memory,
@@ -33,8 +35,6 @@ import {
   percentile,
   reportHeader,
   ServerProcess,
-  startProcReader,
-  stopProcReader,
   UsageError,
 } from "./harness.ts";
 
@@ -63,6 +63,8 @@ Everything after -- goes to server.ts (both servers).`;
 const ATTACKERS = Array.from({ length: 10 }, (_, i) => `127.0.0.${i + 2}`);
 
 interface Options {
+  /** Load generators for benchmarkMain: one, idle (it reports Node's version). */
+  generators: number;
   tries: number;
   bound: number;
   per: number;
@@ -76,20 +78,26 @@ interface Options {
 function parse(args: string[]): Options | "help" {
   const dash = args.indexOf("--");
   const own = dash < 0 ? args : args.slice(0, dash);
-  const { values } = parseArgs({
-    args: own,
-    options: {
-      tries: { type: "string", default: "20" },
-      bound: { type: "string", default: "2000" },
-      per: { type: "string", default: "10" },
-      warmup: { type: "string", default: "3000" },
-      pause: { type: "string", default: "500" },
-      "server-dir": { type: "string", default: new URL("..", import.meta.url).pathname },
-      baseline: { type: "string" },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: own,
+      options: {
+        tries: { type: "string", default: "20" },
+        bound: { type: "string", default: "2000" },
+        per: { type: "string", default: "10" },
+        warmup: { type: "string", default: "3000" },
+        pause: { type: "string", default: "500" },
+        "server-dir": { type: "string", default: new URL("..", import.meta.url).pathname },
+        baseline: { type: "string" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const { values } = parsed;
   if (values.help) return "help";
   const number = (name: string, text: string) => {
     const value = Number(text);
@@ -101,6 +109,7 @@ function parse(args: string[]): Options | "help" {
   const serverDirs = [{ name: "this checkout", dir: values["server-dir"]! }];
   if (values.baseline) serverDirs.unshift({ name: "baseline", dir: values.baseline });
   return {
+    generators: 1,
     tries: number("tries", values.tries!),
     bound: number("bound", values.bound!),
     per: number("per", values.per!),
@@ -236,72 +245,56 @@ async function measure(
   }
 }
 
-async function main(args: string[]): Promise<number> {
-  let options: Options;
-  try {
-    const parsed = parse(args);
-    if (parsed === "help") {
-      console.log(USAGE);
-      return 0;
-    }
-    options = parsed;
-  } catch (error) {
-    if (!(error instanceof UsageError) && !(error instanceof TypeError)) throw error;
-    console.error(`[!] ${(error as Error).message} (see --help)`);
-    return 2;
-  }
-  await startProcReader();
-  try {
-    const rows: Row[] = [];
-    const command = await commandLine();
-    const versions = { node: "?", openssl: "?" };
-    const facts = await machineFacts(versions);
-    for (const { name, dir } of options.serverDirs) rows.push(await measure(options, name, dir));
-    if (options.json) {
-      console.log(JSON.stringify({ command, facts, options, rows }, null, 2));
-      return 0;
-    }
-    const lines = reportHeader(
-      "Slot exhaustion: 10 addresses refilling bare connections",
-      command,
-      facts,
-      [
-        "",
-        `Each attacking address keeps ${options.per} bare connections open (no key, no DH), ` +
-        `reopening each as soon as it is dropped; ${options.warmup} ms of attack before the first try. ` +
-        `A try is served when its one line is acknowledged within ${options.bound} ms of its connect.`,
-        "",
-      ],
-    );
-    lines.push(markdownTable(
-      [
-        "server",
-        "served",
-        "p50 ms",
-        "worst ms",
-        "attack conn/s",
-        "server CPU %",
-        "CPU µs / attack conn",
-        "peak RSS MiB",
-        "failures",
-      ],
-      rows.map((r) => [
-        r.server,
-        `${r.served}/${r.tries}`,
-        fmt(r.p50Ms, 0),
-        fmt(r.worstMs, 0),
-        fmt(r.attackPerSecond, 0),
-        fmt(r.serverCpuPct, 0),
-        fmt(r.serverCpuUsPerAttack, 0),
-        mib(r.peakRssMiB * 1048576),
-        Object.entries(r.failures).map(([why, n]) => `${n}× ${why}`).join("; ") || "none",
-      ]),
-    ));
-    console.log(lines.join("\n"));
+/** Measures each server in turn and prints the report. */
+async function benchmark(options: Options, gen: GeneratorPool): Promise<number> {
+  const rows: Row[] = [];
+  const command = await commandLine();
+  const facts = await machineFacts(gen.versions);
+  for (const { name, dir } of options.serverDirs) rows.push(await measure(options, name, dir));
+  if (options.json) {
+    console.log(JSON.stringify({ command, facts, options, rows }, null, 2));
     return 0;
-  } finally {
-    await stopProcReader();
   }
+  const lines = reportHeader(
+    "Slot exhaustion: 10 addresses refilling bare connections",
+    command,
+    facts,
+    [
+      "",
+      `Each attacking address keeps ${options.per} bare connections open (no key, no DH), ` +
+      `reopening each as soon as it is dropped; ${options.warmup} ms of attack before the first try. ` +
+      `A try is served when its one line is acknowledged within ${options.bound} ms of its connect.`,
+      "",
+    ],
+  );
+  lines.push(markdownTable(
+    [
+      "server",
+      "served",
+      "p50 ms",
+      "worst ms",
+      "attack conn/s",
+      "server CPU %",
+      "CPU µs / attack conn",
+      "peak RSS MiB",
+      "failures",
+    ],
+    rows.map((r) => [
+      r.server,
+      `${r.served}/${r.tries}`,
+      fmt(r.p50Ms, 0),
+      fmt(r.worstMs, 0),
+      fmt(r.attackPerSecond, 0),
+      fmt(r.serverCpuPct, 0),
+      fmt(r.serverCpuUsPerAttack, 0),
+      mib(r.peakRssMiB * 1048576),
+      Object.entries(r.failures).map(([why, n]) => `${n}× ${why}`).join("; ") || "none",
+    ]),
+  ));
+  console.log(lines.join("\n"));
+  return 0;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  Deno.exit(await benchmarkMain(Deno.args, USAGE, parse, benchmark));
+}
