@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { lacks, ROOT } from "./support.ts";
+import * as admission from "../admission.ts";
 import * as chat from "../chat.ts";
 import * as client from "../client.ts";
 import * as consoleModule from "../console.ts";
@@ -25,6 +26,7 @@ const MODULES: Record<string, Record<string, unknown>> = {
   "transport.ts": transport,
   "chat.ts": chat,
   "guard.ts": guard,
+  "admission.ts": admission,
   "console.ts": consoleModule,
   "server.ts": server,
   "client.ts": client,

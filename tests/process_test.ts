@@ -461,11 +461,13 @@ serverProcessTest(
     await alice.waitFor(/^\[\*\] you are now alice$/m);
     await using bob = openClient(port, ["--name", "bob"]);
     await bob.waitFor(/^\[\*\] you are now bob$/m);
-    await alice.waitFor(/^\[\*\] guest2 is now bob$/m);
+    // Announced once named: "bob joined", never "guest2 joined" then "guest2 is now bob".
+    await alice.waitFor(/^\[\*\] bob joined$/m);
+    await bob.waitFor(/^\[\*\] present: server, alice$/m);
     await using carol = openClient(port, ["--name", "carol"]);
     await carol.waitFor(/^\[\*\] you are now carol$/m);
-    await alice.waitFor(/^\[\*\] guest3 is now carol$/m);
-    await bob.waitFor(/^\[\*\] guest3 is now carol$/m);
+    await alice.waitFor(/^\[\*\] carol joined$/m);
+    await bob.waitFor(/^\[\*\] carol joined$/m);
     await alice.write("hi from alice\n");
     await bob.waitFor(/^\[\+\] alice: hi from alice$/m);
     await carol.waitFor(/^\[\+\] alice: hi from alice$/m);
@@ -486,6 +488,7 @@ serverProcessTest(
     assert.doesNotMatch(alice.stdout, /^\[\+\] alice: /m);
     assert.doesNotMatch(carol.stdout, /^\[\+\] carol: /m);
     assert.equal(bob.stdout.match(/^\[\+\] (alice|carol): hi from/gm)?.length, 2, bob.stdout);
+    assert.doesNotMatch(alice.stdout, /guest\d/, "nobody was seen under a guest name");
   },
 );
 
