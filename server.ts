@@ -14,12 +14,15 @@
  * @module
  */
 
+import { Admission, RefusalReports } from "./admission.ts";
 import { checkName, DEFAULT_MAX_MESSAGE, type Member, OPERATOR_COMMANDS, Room } from "./chat.ts";
+import { addressKey } from "./guard.ts";
 import {
   count,
   createLogger,
-  describeBigint,
   describeError,
+  describeHandshake,
+  describeOwnKey,
   EXIT,
   explainSession,
   type Flags,
@@ -31,6 +34,7 @@ import {
   readCommand,
   sentence,
   UsageError,
+  WireView,
 } from "./console.ts";
 import {
   checkPrivateKey,
@@ -84,10 +88,21 @@ export interface ServerOptions {
   room?: boolean;
   /** The operator's name on lines typed at the server (default "server"). */
   name?: string;
-  /** Most simultaneous clients, handshakes included (default 100). */
+  /** Most simultaneous clients, handshakes included (default 1000). */
   maxClients?: number;
-  /** Most simultaneous connections from one address (default 10). */
+  /**
+   * Most connections in their handshake at once (default 64): when that
+   * many wait, the oldest is dropped for a newcomer; sessions never are.
+   */
+  maxHandshakes?: number;
+  /** Most simultaneous connections from one address, an IPv6 /64 counting as one (default 10). */
   maxPerAddress?: number;
+  /**
+   * How long an address whose connections keep ending without a handshake
+   * ({@link SERVER_DEFAULTS}.penaltyStrikes within penaltyWindowMs) is
+   * refused, in ms (default 60 s; 0: never).
+   */
+  penaltyMs?: number;
   /** Longest line accepted, in bytes (default 1 MiB). */
   maxLine?: number;
   /** Time a client has to send its key, and to finish any line it starts, in ms (default 10 s). */
@@ -110,6 +125,8 @@ export interface ServerOptions {
   bytesPerSecond?: number;
   /** Show every number (private keys, shared secrets) in full. */
   verbose?: boolean;
+  /** Show every frame sent and received (`--wire`); in toy mode, each record's XOR step by step. */
+  wire?: boolean;
   /** Where to print (default: stdout/stderr). */
   logger?: Logger;
   /** Called with each chat line a client sends (tests, embedding). */
@@ -137,8 +154,9 @@ export interface ServerHandle {
   /** The clients in session, with their names. */
   readonly members: readonly Member[];
   /**
-   * Handles a line typed by the operator: `/who`, `/kick NAME`, or a line for
-   * every client. An empty line does nothing (it is not sent).
+   * Handles a line typed by the operator: `/who`, `/kick ADDRESS|NAME`,
+   * `/ban ADDRESS [MINUTES]`, or a line for every client. An empty line does
+   * nothing (it is not sent).
    */
   operator(line: string): void;
   /** Serves one connection (any readable/writable pair); resolves when it ends. */
@@ -166,7 +184,11 @@ export const SERVER_DEFAULTS: Readonly<{
   port: number;
   name: string;
   maxClients: number;
+  maxHandshakes: number;
   maxPerAddress: number;
+  penaltyMs: number;
+  penaltyStrikes: number;
+  penaltyWindowMs: number;
   maxLine: number;
   handshakeTimeoutMs: number;
   keepaliveMs: number;
@@ -181,8 +203,12 @@ export const SERVER_DEFAULTS: Readonly<{
   host: DEFAULT_HOST,
   port: DEFAULT_PORT,
   name: "server",
-  maxClients: 100,
+  maxClients: 1000,
+  maxHandshakes: 64,
   maxPerAddress: 10,
+  penaltyMs: 60_000,
+  penaltyStrikes: 10,
+  penaltyWindowMs: 60_000,
   maxLine: DEFAULT_MAX_LINE,
   handshakeTimeoutMs: 10_000,
   keepaliveMs: 30_000,
@@ -219,7 +245,15 @@ function isDescriptorExhaustion(error: unknown): boolean {
 interface Connected {
   readonly link: LineConnection;
   channel?: Channel;
+  /** Why the server dropped it before its handshake ended (already logged). */
+  dropped?: string;
 }
+
+/** At most one line per this many ms about the refusals of one penalized address. */
+const PENALTY_REPORT_INTERVAL_MS = 1000;
+
+/** Why the oldest connection in its handshake was dropped. */
+const EVICTED = "dropped: too many connections are waiting for their handshake; try again";
 
 /**
  * Starts a DHX/1 server and returns at once with its handle.
@@ -262,26 +296,45 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     maxChatBytes: maxRecordText(Math.min(settings.maxLine, DEFAULT_MAX_LINE)),
     maxMessage: settings.maxMessage,
     budget,
+    addressKey,
   });
   const connections = new Set<Connected>();
-  const perAddress = new Map<string, number>();
+  const admission = new Admission<Connected>({
+    maxClients: settings.maxClients,
+    maxHandshakes: Math.min(settings.maxHandshakes, settings.maxClients),
+    maxPerAddress: settings.maxPerAddress,
+    penalty: settings.penaltyMs > 0
+      ? {
+        strikes: settings.penaltyStrikes,
+        windowMs: settings.penaltyWindowMs,
+        penaltyMs: settings.penaltyMs,
+      }
+      : undefined,
+  });
+  const penaltyReports = new RefusalReports(PENALTY_REPORT_INTERVAL_MS);
   const handlers = new Set<Promise<void>>();
   let stopping = false;
   let memoryPeers = 0;
 
-  /** Why a new connection from `hostname` must be turned away, if it must. */
-  function refusal(hostname: string): string | undefined {
-    if (stopping) return "server shutting down";
-    if (connections.size >= settings.maxClients) {
-      return `server full (${count(settings.maxClients, "client")}); try again later`;
+  /** Closes connections the admission let go of, with one line each, and says who is refused now. */
+  function drop(dropped: readonly Connected[], why: string, penalized?: string): void {
+    if (penalized) {
+      log.error(
+        `${penalized}: refused for ${settings.penaltyMs / 1000} s: ${
+          count(settings.penaltyStrikes, "connection")
+        } from it ended without a handshake within ${settings.penaltyWindowMs / 1000} s`,
+      );
     }
-    if ((perAddress.get(hostname) ?? 0) >= settings.maxPerAddress) {
-      return `too many connections from ${hostname} (at most ${settings.maxPerAddress} per address)`;
+    for (const connected of dropped) {
+      if (connected.dropped) continue;
+      connected.dropped = why;
+      log.error(`${connected.link.peer} ${why}`);
+      void connected.link.fail(why);
     }
-    return undefined;
   }
 
   async function serve(conn: Connection, peerName?: string): Promise<void> {
+    const wire = options.wire ? new WireView(log) : undefined;
     const link = new LineConnection(conn, {
       peer: peerName,
       maxLine: settings.maxLine,
@@ -289,17 +342,30 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       writeTimeoutMs: settings.writeTimeoutMs,
       maxQueuedLines: settings.maxQueuedRecords,
       maxQueuedBytes: settings.maxQueuedBytes,
+      onLine: wire?.line,
     });
     const peer = link.peer;
-    const refused = refusal(link.hostname);
-    if (refused) {
-      log.error(`${peer} refused: ${refused}`);
-      await link.fail(refused);
+    if (wire) wire.peer = peer;
+    const connected: Connected = { link };
+    const admitted = stopping
+      ? { ok: false as const, reason: "server shutting down", drop: [] }
+      : admission.admit(connected, link.hostname);
+    drop(admitted.drop, EVICTED, admitted.penalized);
+    if (!admitted.ok) {
+      // A penalized address is refused in floods: one line a second says so.
+      const report = admitted.penalizedKey === undefined
+        ? { say: true, unsaid: 0 }
+        : penaltyReports.report(admitted.penalizedKey);
+      if (report.say) {
+        const unsaid = report.unsaid > 0
+          ? ` (${report.unsaid} more refused since the last line)`
+          : "";
+        log.error(`${peer} refused: ${admitted.reason}${unsaid}`);
+      }
+      await link.fail(admitted.reason);
       return;
     }
-    const connected: Connected = { link };
     connections.add(connected);
-    perAddress.set(link.hostname, (perAddress.get(link.hostname) ?? 0) + 1);
     log.success(`Connection from ${peer}`);
     try {
       const session = await serverHandshake(link, {
@@ -308,14 +374,18 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         privateKey: options.privateKey,
         timeoutMs: settings.handshakeTimeoutMs,
       });
+      if (connected.dropped) return; // already logged
       if (session === null) {
         log.info(`${peer} disconnected before the handshake`);
         return;
       }
+      admission.established(connected);
       if (!log.quiet) {
-        log.info(`Received client public key: ${describeBigint(session.peerPublicKey, reveal)}`);
-        log.info(`Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`);
+        // A fixed key (toy mode) was shown once at start, by main.
+        const fixedKey = options.privateKey !== undefined;
+        for (const step of describeHandshake(session, reveal, fixedKey)) log.info(step);
       }
+      if (wire) wire.session = session;
       if (options.verbose) {
         for (const step of explainSession(session)) log.info(`${peer}: ${step}`);
       }
@@ -355,18 +425,18 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         } else log.info(`${name} (${peer}) sent /${result.kind === "who" ? "who" : result.word}`);
       });
       room.leave(member);
-      reportEnd(`${member.name} (${peer})`, end);
+      // A removed member's end was told in the operator's one line.
+      if (!member.removed) reportEnd(`${member.name} (${peer})`, end);
     } catch (error) {
-      if (link.closed && stopping) return; // closed by our shutdown: not the client's fault
+      if ((link.closed && stopping) || connected.dropped) return; // closed by us: already told
       const reason = describeError(error);
       log.error(`${peer}: ${reason}`);
       if (error instanceof ProtocolError && !error.fromPeer) await link.fail(reason);
     } finally {
       link.close();
       connections.delete(connected);
-      const left = (perAddress.get(link.hostname) ?? 1) - 1;
-      if (left > 0) perAddress.set(link.hostname, left);
-      else perAddress.delete(link.hostname);
+      const released = admission.release(connected, !stopping);
+      drop(released.drop, "dropped: its address is refused now", released.penalized);
     }
   }
 
@@ -425,8 +495,19 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         return;
       }
       case "kicked":
-        log.info(`Kicked ${result.member.name} (${result.member.address})`);
+        log.info(`Kicked ${result.members.map((m) => `${m.name} (${m.address})`).join(", ")}`);
         return;
+      case "banned": {
+        const banned = admission.ban(result.key, result.minutes * 60_000);
+        drop(banned.drop, "dropped: its address is banned");
+        const removed = result.members.map((m) => `${m.name} (${m.address})`).join(", ");
+        log.info(
+          `Banned ${banned.key} for ${count(result.minutes, "minute")}${
+            removed ? `; removed ${removed}` : ""
+          }`,
+        );
+        return;
+      }
       case "refused":
         log.error(sentence(result.reason));
         return;
@@ -449,6 +530,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         else link.close();
       }
       await Promise.all(handlers);
+      room.close();
       stopped();
     })();
 
@@ -510,9 +592,18 @@ Options:
   --prime P                 with --toy: use prime P instead of 23
   --generator G             with --toy: use generator G (2 … p − 2) instead of 5
   --private-key B           with --toy: use private key B instead of 3
-  --max-clients N           most simultaneous clients (default ${SERVER_DEFAULTS.maxClients})
-  --max-per-address N       most simultaneous connections from one address
-                            (default ${SERVER_DEFAULTS.maxPerAddress})
+  --max-clients N           most simultaneous clients, handshakes included
+                            (default ${SERVER_DEFAULTS.maxClients})
+  --max-handshakes N        most connections still in their handshake; when
+                            full, the oldest is dropped for a newcomer
+                            (default ${SERVER_DEFAULTS.maxHandshakes})
+  --max-per-address N       most simultaneous connections from one address, an
+                            IPv6 /64 counting as one (default ${SERVER_DEFAULTS.maxPerAddress})
+  --penalty SECS            refuse an address this long once ${SERVER_DEFAULTS.penaltyStrikes} of its
+                            connections end without a handshake within ${
+  SERVER_DEFAULTS.penaltyWindowMs / 1000
+} s
+                            (default ${SERVER_DEFAULTS.penaltyMs / 1000}; 0 turns it off)
   --max-line BYTES          longest line accepted (default ${SERVER_DEFAULTS.maxLine})
   --handshake-timeout SECS  time a client has to send its key, and to finish
                             any line it starts (default ${
@@ -539,10 +630,14 @@ Options:
                             when reached, clients are read more slowly
   --quiet                   print only errors and the listening/stopped lines
   --verbose                 show the math: every number, including secrets
+  --wire                    show every frame sent and received (what an
+                            eavesdropper sees); with --toy, each line's XOR
+                            encryption step by step
   -h, --help                show this help
 
 Type a line to send it to every client. Commands: /who lists the clients,
-/kick NAME ends one's session; start a line with // to send one beginning with /.
+/kick ADDRESS (or NAME) ends their sessions, /ban ADDRESS [MINUTES] (default 60)
+also refuses that address; start a line with // to send one beginning with /.
 
 Exit codes: 0 ok, 1 failure, 2 usage error.`;
 
@@ -562,6 +657,8 @@ export function parseServerArgs(args: string[]): ServerCommand {
     generator: { type: "string" },
     "max-clients": { type: "string" },
     "max-per-address": { type: "string" },
+    "max-handshakes": { type: "string" },
+    penalty: { type: "string" },
     "handshake-timeout": { type: "string" },
     "write-timeout": { type: "string" },
     "max-message": { type: "string" },
@@ -585,6 +682,8 @@ export function parseServerArgs(args: string[]): ServerCommand {
     name,
     maxClients: flags.integer("max-clients", 1, 100_000),
     maxPerAddress: flags.integer("max-per-address", 1, 100_000),
+    maxHandshakes: flags.integer("max-handshakes", 1, 100_000),
+    penaltyMs: flags.milliseconds("penalty", true),
     handshakeTimeoutMs: flags.milliseconds("handshake-timeout"),
     keepaliveMs: flags.milliseconds("keepalive", true),
     writeTimeoutMs: flags.milliseconds("write-timeout"),
@@ -594,6 +693,7 @@ export function parseServerArgs(args: string[]): ServerCommand {
     linesPerSecond: flags.integer("rate", 1, 1_000_000),
     bytesPerSecond: flags.integer("byte-rate", 1024, 2 ** 40),
     verbose: flags.boolean("verbose"),
+    wire: flags.boolean("wire"),
     ...groupOptions(flags, toy),
   };
   options.maxLine = maxLineFor(flags, options.group ?? GROUPS[DEFAULT_GROUP]);
@@ -678,6 +778,10 @@ async function serve(args: string[], output: Output): Promise<number> {
   if (isTeachingGroup(group)) {
     const safe = isSafePrime(group.p) ? "a safe prime" : "a prime, but not a safe prime";
     log.info(`Shared parameters: p = ${group.p} (${safe}), g = ${group.g} (insecure toy mode)`);
+    // The toy key is fixed: its worked steps once, here, rather than per client.
+    if (options.privateKey !== undefined) {
+      for (const step of describeOwnKey("server", group, options.privateKey, true)) log.info(step);
+    }
   } else {
     log.info(`Group ${group.name} (${group.source}, ${group.bits}-bit p, g = ${group.g})`);
   }

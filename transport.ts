@@ -424,6 +424,8 @@ export interface LineConnectionOptions {
   readonly maxQueuedBytes?: number;
   /** How to name the peer in messages (default: the socket's remote "host:port"). */
   readonly peer?: string;
+  /** Called with every line queued to be sent and every line read (the `--wire` view). */
+  readonly onLine?: (direction: "sent" | "received", line: string) => void;
 }
 
 /** Defaults of {@link LineConnectionOptions}. */
@@ -488,6 +490,7 @@ export class LineConnection {
   #failure: ProtocolError | undefined;
   #writeLost: ProtocolError | undefined; // a write failed; reading goes on for the peer's error frame
   #lostTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #onLine: LineConnectionOptions["onLine"];
 
   /**
    * Wraps a connection.
@@ -519,16 +522,25 @@ export class LineConnection {
     this.#writeTimeoutMs = options.writeTimeoutMs ?? LINK_DEFAULTS.writeTimeoutMs;
     this.#maxQueuedLines = options.maxQueuedLines ?? LINK_DEFAULTS.maxQueuedLines;
     this.#maxQueuedBytes = options.maxQueuedBytes ?? LINK_DEFAULTS.maxQueuedBytes;
+    this.#onLine = options.onLine;
   }
 
   /** The next line from the peer, or `null` when it closed cleanly. */
-  readLine(): Promise<string | null> {
-    return this.#guard(this.#reader.readLine());
+  async readLine(): Promise<string | null> {
+    const line = await this.#guard(this.#reader.readLine());
+    if (line !== null) this.#onLine?.("received", line);
+    return line;
   }
 
   /** Every line that arrived together (at least one), or `null` at the end. */
-  readLines(): Promise<string[] | null> {
-    return this.#guard(this.#reader.readLines());
+  async readLines(): Promise<string[] | null> {
+    const lines = await this.#guard(this.#reader.readLines());
+    if (lines !== null && this.#onLine) {
+      for (const line of lines) {
+        this.#onLine("received", line);
+      }
+    }
+    return lines;
   }
 
   /**
@@ -539,6 +551,7 @@ export class LineConnection {
    */
   send(line: string, last = false): void {
     if (this.#sealed || this.#closed) return;
+    this.#onLine?.("sent", line);
     if (last) {
       this.#sealed = true;
       this.#discardDeferred();
@@ -686,6 +699,7 @@ export class LineConnection {
       this.#deferredHead++;
       this.#deferredUnits -= next.units;
       const line = next.render();
+      this.#onLine?.("sent", line);
       batch.push(line);
       units += line.length + 1;
     }

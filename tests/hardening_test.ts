@@ -1469,6 +1469,8 @@ Deno.test("item 12: a full server says 'server full (1 client)', and '(2 clients
     const { server, serverLog: log } = srv;
     const held = [];
     for (let i = 0; i < max; i++) held.push(await rawClientHandshake(server.connect(`held-${i}`)));
+    // Sessions, not handshakes: a handshake would be dropped for the newcomer.
+    await eventually(() => server.members.length === max, "the sessions established", 5000);
     const extra = new RawPeer(server.connect("extra"));
     const before = await expectErrorFrame(extra, /./);
     assert.deepEqual(before, [], "no hello for a refused connection");

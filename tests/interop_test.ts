@@ -345,7 +345,7 @@ nodeTest({
       await deno.log.waitFor(/^\[\*\] you are now deno$/);
       // p2 only listens: it waits for two chats, then leaves.
       const p2 = peerClient(port, ["--name", "p2", "--expect-chats", "2"]);
-      await deno.log.waitFor(/^\[\*\] guest2 is now p2$/);
+      await deno.log.waitFor(/^\[\*\] p2 joined$/);
       // p1 says its line at once, then waits for one chat.
       const p1 = peerClient(port, ["--name", "p1", "--expect-chats", "1", "--", "hello from p1"]);
       await deno.log.waitFor(/^\[\+\] p1: hello from p1$/);
@@ -360,13 +360,16 @@ nodeTest({
       ]);
       assert.deepEqual(one.summary.acked, [0, 1]);
       assert.deepEqual(two.summary.acked, [0]);
-      assert.equal(one.summary.notices[0], "you are now p1");
-      assert.deepEqual(two.summary.notices.slice(0, 3), [
-        "you are now p2",
-        "guest3 joined",
-        "guest3 is now p1",
+      assert.deepEqual(one.summary.notices.slice(0, 2), [
+        "present: server, deno, p2",
+        "you are now p1",
       ]);
-      assert.ok(deno.log.of("info").includes("guest3 is now p1"), deno.log.dump());
+      assert.deepEqual(two.summary.notices.slice(0, 3), [
+        "present: server, deno",
+        "you are now p2",
+        "p1 joined",
+      ]);
+      assert.ok(deno.log.of("info").includes("p1 joined"), deno.log.dump());
       await serverLog.waitFor(/^\[\*\] p1 \(127\.0\.0\.1:\d+\) disconnected$/);
       await serverLog.waitFor(/^\[\*\] p2 \(127\.0\.0\.1:\d+\) disconnected$/);
       assert.deepEqual(serverLog.of("error"), [], serverLog.dump());

@@ -21,6 +21,7 @@ import {
   type Sink,
   type Stream,
 } from "../console.ts";
+import { GROUPS } from "../dh.ts";
 import { unsafeCharacters, within } from "./support.ts";
 
 const encoder = new TextEncoder();
@@ -65,6 +66,13 @@ Deno.test("shown: the limit counts escapes; a cut never splits an emoji or an es
   }
   assert.equal(grouped(1234), "1,234");
   assert.equal(grouped(7), "7");
+});
+
+Deno.test("shown: every number --verbose shows is shown whole, up to ffdhe8192's", () => {
+  const largest = (GROUPS.ffdhe8192.p - 1n).toString();
+  // The longest --verbose line: the server's, with the peer's address before it.
+  const line = `[2001:db8::1234:5678]:65535: shared secret Z = A^b mod p = ${largest}`;
+  assert.equal(shown(line), line);
 });
 
 Deno.test("createLogger: every level cuts a long message to maxChars", () => {
