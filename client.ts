@@ -18,8 +18,8 @@ import { checkName } from "./chat.ts";
 import {
   count,
   createLogger,
-  describeBigint,
   describeError,
+  describeHandshake,
   EXIT,
   explainSession,
   type InputLine,
@@ -32,6 +32,7 @@ import {
   readCommand,
   sentence,
   UsageError,
+  WireView,
 } from "./console.ts";
 import { GROUPS, isTeachingGroup, ProtocolError, SECURE_CIPHER, SECURE_GROUP_NAMES } from "./dh.ts";
 import {
@@ -71,6 +72,8 @@ export interface ClientOptions {
   maxLine?: number;
   /** Show every number, including secrets. */
   verbose?: boolean;
+  /** Show every frame sent and received (`--wire`); in toy mode, each record's XOR step by step. */
+  wire?: boolean;
   /** Lines to send (default: stdin). */
   input?: LineSource | ReadableStream<Uint8Array>;
   /** At a terminal: a prompt, line editing, acks shown only when late (default: stdin is a terminal). */
@@ -151,10 +154,12 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     log.error(`Cannot connect to ${host}:${port}: ${describeError(error)}${hint}`);
     return EXIT.FAILURE;
   }
+  const wire = options.wire ? new WireView(log) : undefined;
   const link = new LineConnection(conn, {
     maxLine,
     writeTimeoutMs: timeoutMs,
     lineTimeoutMs: timeoutMs,
+    onLine: wire?.line,
   });
   log.success(`Connected to ${options.connection ? "the server" : `${host}:${port}`}`);
 
@@ -179,11 +184,8 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
         `Server offers ${group.name} (${group.bits}-bit p, g = ${group.g}), ${hello.cipher}`,
       );
     }
-    if (!log.quiet) {
-      log.info(`Received server public key: ${describeBigint(hello.publicKey, reveal)}`);
-      log.info(`Sending public key: ${describeBigint(session.publicKey, reveal)}`);
-      log.info(`Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`);
-    }
+    if (!log.quiet) { for (const step of describeHandshake(session, reveal)) log.info(step); }
+    if (wire) wire.session = session;
     log.success(`Session established; fingerprint ${session.fingerprint}`);
     if (options.verbose) { for (const step of explainSession(session)) log.info(step); }
     if (isTeachingGroup(group) || hello.cipher !== SECURE_CIPHER) {
@@ -511,6 +513,8 @@ Options:
   --max-line BYTES     longest line accepted from the server (default ${CLIENT_DEFAULTS.maxLine})
   --quiet              print only errors and what others write
   --verbose            show the math: every number, including secrets
+  --wire               show every frame sent and received (what an eavesdropper
+                       sees); with --toy, each line's XOR encryption step by step
   -h, --help           show this help
 
 Commands (sent to the server): /name NAME, /who; start a line with // to send
@@ -557,6 +561,7 @@ export function parseClientArgs(args: string[]): ClientCommand {
     keepaliveMs: flags.milliseconds("keepalive", true),
     maxLine,
     verbose: flags.boolean("verbose"),
+    wire: flags.boolean("wire"),
   };
   return { options, quiet: flags.boolean("quiet"), help: flags.boolean("help") };
 }
