@@ -596,10 +596,12 @@ export class Room {
     const members = [...this.#members];
     const byAddress = members.filter((m) => m.address === target);
     if (byAddress.length > 0) return byAddress;
-    const named = this.find(target) as RoomMember | undefined;
-    if (named) return [named];
+    // An address means the host, even if a member took it as its name.
     const key = this.#addressKey(targetHost(target));
-    return members.filter((m) => this.#addressKey(hostOf(m.address)) === key);
+    const byHost = members.filter((m) => this.#addressKey(hostOf(m.address)) === key);
+    if (byHost.length > 0 && looksLikeAddress(target)) return byHost;
+    const named = this.find(target) as RoomMember | undefined;
+    return named ? [named] : byHost;
   }
 
   /** `/ban TARGET [MINUTES]`: removes everyone from the target's address, which the server refuses. */
@@ -612,10 +614,12 @@ export class Room {
         reason: `minutes must be a whole number from 1 to 525600; ${BAN_USAGE}`,
       };
     }
-    const member = [...this.#members].find((m) => m.address === target) ?? this.find(target);
+    const member = [...this.#members].find((m) => m.address === target);
+    const named = this.find(target);
     let host: string;
     if (member) host = hostOf(member.address);
     else if (looksLikeAddress(target)) host = targetHost(target);
+    else if (named) host = hostOf(named.address);
     else {
       return {
         kind: "refused",

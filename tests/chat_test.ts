@@ -582,6 +582,11 @@ Deno.test("Room: /kick ADDRESS wins over a rename; a host removes everyone from 
     "guest4 was removed by the operator",
     "guest5 was removed by the operator",
   ]);
+  // A member named like a host does not shield that host.
+  const decoy = join("127.0.0.4");
+  room.receive(decoy.member, "/name 127.0.0.3");
+  assert.deepEqual(room.operator("/kick 127.0.0.3"), { kind: "kicked", members: [c.member] });
+  assert.deepEqual(room.operator("/kick 127.0.0.3"), { kind: "kicked", members: [decoy.member] });
   assert.equal(hostOf("[2001:db8::1]:4444"), "2001:db8::1");
   assert.equal(hostOf("127.0.0.1:4444"), "127.0.0.1");
 });
