@@ -62,6 +62,8 @@ Deno.test("package: deno.json has a scoped name, a semver version and exports th
     "./chat",
     "./client",
     "./console",
+    "./guard",
+    "./hash",
     "./server",
     "./transport",
   ]);

@@ -1097,7 +1097,8 @@ Deno.test("handshake: both sides agree, and match the known-answer vectors", asy
   assert.equal(plain.hello.group, GROUPS.ffdhe2048);
   assert.equal(plain.session.sharedSecret, plain.serverSession.sharedSecret);
 
-  for (const v of vectors) {
+  // Revision-1/2 vectors (no host key): the revision-3 ones are replayed in the auth tests.
+  for (const v of vectors.filter((v) => !("hostKey" in v))) {
     const group = GROUPS[v.group as keyof typeof GROUPS];
     const result = await handshake(
       { group, privateKey: BigInt(v.serverPrivateKey) },
