@@ -195,7 +195,7 @@ async function startRoomServer(spec: ServerSpec): Promise<ServerProcess> {
     const output = error.lines.join("\n");
     if (/room/i.test(output) || /unknown|unrecognized|usage/i.test(output)) {
       throw new Error(
-        'server.ts rejected --room: room mode (docs_protocol_draft.md, "Server modes") is ' +
+        'server.ts rejected --room: room mode (docs/protocol.md, "Server modes") is ' +
           `not in this server.ts yet, so there is nothing to measure. It said:\n    ${
             error.lines.slice(-4).join("\n    ")
           }`,

@@ -328,7 +328,7 @@ KEY_MUTATORS.chain = chained(KEY_MUTATORS);
 HELLO_MUTATORS.chain = chained(HELLO_MUTATORS);
 
 // ───────────────────────────────────────────────────────────────────────────
-// The predictor, written from docs_protocol_draft.md
+// The predictor, written from docs/protocol.md
 // ───────────────────────────────────────────────────────────────────────────
 
 /**

@@ -1,6 +1,6 @@
 /**
  * An independent DHX/1 revision-2 peer for interoperability tests, written for Node.js from
- * docs_protocol_draft.md and the known-answer vectors alone: it shares no code with dh.ts (own
+ * docs/protocol.md and the known-answer vectors alone: it shares no code with dh.ts (own
  * modpow; node:crypto for SHA-256, HKDF, AES-256-CTR, HMAC). It sends CRLF line endings and
  * re-ordered JSON fields, which a conforming peer must accept, and is strict about everything it
  * receives. Roles: `vectors FILE` (self-check), `client PORT …`, `server …`; see usage() below.
