@@ -28,7 +28,10 @@ import {
   Output,
   type ParsedCommand,
   parseFlags,
+  type PasswordSource,
+  passwordSource,
   readCommand,
+  readPassword,
   sentence,
   UsageError,
 } from "./console.ts";
@@ -38,6 +41,7 @@ import {
   DEFAULT_GROUP,
   type DhGroup,
   GROUPS,
+  HostKey,
   isGroupName,
   isSafePrime,
   isTeachingGroup,
@@ -59,7 +63,10 @@ import {
   maxRecordText,
   memoryPipe,
   serverHandshake,
+  WrongPasswordError,
 } from "./transport.ts";
+import { addressKey, PenaltyBox } from "./guard.ts";
+import { FileStore, loadHostKey, LocalStorageStore, STORAGE_KEYS } from "./hostkeys.ts";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -95,6 +102,14 @@ export interface ServerOptions {
   maxQueuedRecords?: number;
   /** Most bytes queued for one client (default 8 MiB). */
   maxQueuedBytes?: number;
+  /** The host key announced and proved (revision 3); a fresh one, kept nowhere, if unset. */
+  hostKey?: HostKey;
+  /** The room password every client must know (revision 3); none if unset. */
+  password?: string;
+  /** Wrong passwords from one address, within `guessWindowMs`, before it is refused (default 5). */
+  maxGuesses?: number;
+  /** The window of `maxGuesses`, and how long an address is then refused, in ms (default 10 min). */
+  guessWindowMs?: number;
   /** Show every number (private keys, shared secrets) in full. */
   verbose?: boolean;
   /** Where to print (default: stdout/stderr). */
@@ -121,6 +136,8 @@ export interface ServerHandle {
   readonly addr: Deno.NetAddr | undefined;
   /** Number of connections being served now, handshakes included. */
   readonly connections: number;
+  /** The host key it announces. */
+  readonly hostKey: HostKey;
   /** The clients in session, with their names. */
   readonly members: readonly Member[];
   /** Handles a line typed by the operator: `/who`, `/kick NAME`, or a line for every client. */
@@ -151,6 +168,8 @@ export const SERVER_DEFAULTS: Readonly<{
   writeTimeoutMs: number;
   maxQueuedRecords: number;
   maxQueuedBytes: number;
+  maxGuesses: number;
+  guessWindowMs: number;
 }> = Object.freeze({
   host: DEFAULT_HOST,
   port: DEFAULT_PORT,
@@ -163,6 +182,8 @@ export const SERVER_DEFAULTS: Readonly<{
   writeTimeoutMs: 10_000,
   maxQueuedRecords: 4096,
   maxQueuedBytes: 8 * 1024 * 1024,
+  maxGuesses: 5,
+  guessWindowMs: 10 * 60_000,
 });
 
 /** The original's private key b. */
@@ -216,6 +237,12 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     relay: options.room === true,
     maxChatBytes: maxRecordText(settings.maxLine),
   });
+  const hostKey = options.hostKey ?? HostKey.generate();
+  const guesses = new PenaltyBox({
+    strikes: settings.maxGuesses,
+    windowMs: settings.guessWindowMs,
+    penaltyMs: settings.guessWindowMs,
+  });
   const connections = new Set<Connected>();
   const perAddress = new Map<string, number>();
   const handlers = new Set<Promise<void>>();
@@ -230,6 +257,12 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     }
     if ((perAddress.get(hostname) ?? 0) >= settings.maxPerAddress) {
       return `too many connections from ${hostname} (at most ${settings.maxPerAddress} per address)`;
+    }
+    const penalty = options.password === undefined ? 0 : guesses.remaining(addressKey(hostname));
+    if (penalty > 0) {
+      return `too many wrong passwords from ${hostname}: refused for ${
+        Math.ceil(penalty / 60_000)
+      } more min`;
     }
     return undefined;
   }
@@ -260,6 +293,8 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         cipher,
         privateKey: options.privateKey,
         timeoutMs: settings.handshakeTimeoutMs,
+        hostKey,
+        password: options.password,
       });
       if (session === null) {
         log.info(`${peer} disconnected before the handshake`);
@@ -269,8 +304,10 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         log.info(`Received client public key: ${describeBigint(session.peerPublicKey, reveal)}`);
         log.info(`Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`);
       }
-      if (options.verbose) {
-        for (const step of explainSession(session)) log.info(`${peer}: ${step}`);
+      if (options.verbose || (reveal && session.passwordGenerator)) {
+        for (const step of explainSession(session, hostKey.fingerprint)) {
+          log.info(`${peer}: ${step}`);
+        }
       }
       const channel = new Channel(link, session, {
         keepaliveMs: settings.keepaliveMs,
@@ -309,6 +346,16 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       reportEnd(`${member.name} (${peer})`, end);
     } catch (error) {
       if (link.closed && stopping) return; // closed by our shutdown: not the client's fault
+      if (error instanceof WrongPasswordError) {
+        const penalized = guesses.strike(addressKey(link.hostname));
+        log.error(
+          `${peer}: wrong password${
+            penalized ? `; ${link.hostname} refused for ${settings.guessWindowMs / 60_000} min` : ""
+          }`,
+        );
+        await link.fail(WrongPasswordError.FRAME_MESSAGE);
+        return;
+      }
       const reason = describeError(error);
       log.error(`${peer}: ${reason}`);
       if (error instanceof ProtocolError && !error.fromPeer) await link.fail(reason);
@@ -407,6 +454,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     get connections() {
       return connections.size;
     },
+    hostKey,
     get members() {
       return room.members;
     },
@@ -464,6 +512,11 @@ Options:
                             dropped; also when a missing ack is reported (default ${
   SERVER_DEFAULTS.writeTimeoutMs / 1000
 })
+  --host-key-file FILE      keep the host key in FILE (created with mode 0600;
+                            refused if others may read it) instead of the
+                            default store (Deno's localStorage)
+  --password                require a room password, asked here (hidden, twice)
+  --password-file FILE      require the room password in the first line of FILE
   --quiet                   print only errors and the listening/stopped lines
   --verbose                 show the math: every number, including secrets
   -h, --help                show this help
@@ -474,7 +527,12 @@ Type a line to send it to every client. Commands: /who lists the clients,
 Exit codes: 0 ok, 1 failure, 2 usage error.`;
 
 /** What `main` needs from the command line. */
-export type ServerCommand = ParsedCommand<ServerOptions>;
+export type ServerCommand = ParsedCommand<ServerOptions> & {
+  /** `--host-key-file`: where the host key is kept instead of the default store. */
+  readonly hostKeyFile?: string;
+  /** `--password` / `--password-file`. */
+  readonly password?: PasswordSource;
+};
 
 /**
  * Turns the command line into server options.
@@ -491,6 +549,7 @@ export function parseServerArgs(args: string[]): ServerCommand {
     "max-per-address": { type: "string" },
     "handshake-timeout": { type: "string" },
     "write-timeout": { type: "string" },
+    "host-key-file": { type: "string" },
   });
   const toy = flags.boolean("toy");
   for (const name of ["prime", "generator", "private-key"]) {
@@ -515,7 +574,13 @@ export function parseServerArgs(args: string[]): ServerCommand {
     ...groupOptions(flags, toy),
   };
   options.maxLine = maxLineFor(flags, options.group ?? GROUPS[DEFAULT_GROUP]);
-  return { options, quiet: flags.boolean("quiet"), help: flags.boolean("help") };
+  return {
+    options,
+    quiet: flags.boolean("quiet"),
+    help: flags.boolean("help"),
+    hostKeyFile: flags.string("host-key-file"),
+    password: passwordSource(flags),
+  };
 }
 
 /** The group, cipher and private key the flags choose. */
@@ -570,9 +635,26 @@ export async function main(args: string[]): Promise<number> {
   if (typeof command === "number") return command;
   const log = createLogger({ quiet: command.quiet, output });
   const options = command.options;
+  let hostKey: HostKey;
+  let password: string | undefined;
+  try {
+    const store = command.hostKeyFile === undefined
+      ? new LocalStorageStore(STORAGE_KEYS.hostKey)
+      : new FileStore(command.hostKeyFile, { secret: true });
+    const loaded = loadHostKey(store);
+    hostKey = loaded.hostKey;
+    if (loaded.created) log.info(`Created a new host key in ${store.description}`);
+    if (command.password) password = await readPassword(command.password, true);
+  } catch (error) {
+    log.error(
+      sentence(describeError(error)) + (error instanceof UsageError ? " (see --help)" : ""),
+    );
+    output.flush();
+    return error instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE;
+  }
   let server: ServerHandle;
   try {
-    server = startServer({ ...options, logger: log });
+    server = startServer({ ...options, hostKey, password, logger: log });
   } catch (error) {
     const where = `${options.host ?? SERVER_DEFAULTS.host}:${options.port ?? SERVER_DEFAULTS.port}`;
     log.error(`Cannot listen on ${where}: ${describeError(error)}`);
@@ -580,6 +662,8 @@ export async function main(args: string[]): Promise<number> {
     return EXIT.FAILURE;
   }
   log.notice(`Server listening on ${server.addr!.hostname}:${server.addr!.port}`);
+  log.notice(`Host key ${hostKey.fingerprint}`);
+  if (password !== undefined) log.info("Room password required: clients need --password");
   const group = options.group!;
   if (isTeachingGroup(group)) {
     const safe = isSafePrime(group.p) ? "a safe prime" : "a prime, but not a safe prime";
