@@ -102,8 +102,11 @@ export interface ServerOptions {
   maxQueuedRecords?: number;
   /** Most bytes queued for one client (default 8 MiB). */
   maxQueuedBytes?: number;
-  /** The host key announced and proved (revision 3); a fresh one, kept nowhere, if unset. */
-  hostKey?: HostKey;
+  /**
+   * The host key announced and proved (revision 3); a fresh one, kept
+   * nowhere, if unset; `null`: none at all, as a revision-2 server.
+   */
+  hostKey?: HostKey | null;
   /** The room password every client must know (revision 3); none if unset. */
   password?: string;
   /** Wrong passwords from one address, within `guessWindowMs`, before it is refused (default 5). */
@@ -136,8 +139,8 @@ export interface ServerHandle {
   readonly addr: Deno.NetAddr | undefined;
   /** Number of connections being served now, handshakes included. */
   readonly connections: number;
-  /** The host key it announces. */
-  readonly hostKey: HostKey;
+  /** The host key it announces (undefined: none, as a revision-2 server). */
+  readonly hostKey: HostKey | undefined;
   /** The clients in session, with their names. */
   readonly members: readonly Member[];
   /** Handles a line typed by the operator: `/who`, `/kick NAME`, or a line for every client. */
@@ -237,7 +240,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     relay: options.room === true,
     maxChatBytes: maxRecordText(settings.maxLine),
   });
-  const hostKey = options.hostKey ?? HostKey.generate();
+  const hostKey = options.hostKey === undefined ? HostKey.generate() : options.hostKey ?? undefined;
   const guesses = new PenaltyBox({
     strikes: settings.maxGuesses,
     windowMs: settings.guessWindowMs,
@@ -305,7 +308,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         log.info(`Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`);
       }
       if (options.verbose || (reveal && session.passwordGenerator)) {
-        for (const step of explainSession(session, hostKey.fingerprint)) {
+        for (const step of explainSession(session, hostKey?.fingerprint)) {
           log.info(`${peer}: ${step}`);
         }
       }
@@ -517,7 +520,8 @@ Options:
                             default store (Deno's localStorage)
   --password                require a room password, asked here (hidden, twice)
   --password-file FILE      require the room password in the first line of FILE
-  --quiet                   print only errors and the listening/stopped lines
+  --quiet                   print only errors, the host key and the
+                            listening/stopped lines
   --verbose                 show the math: every number, including secrets
   -h, --help                show this help
 

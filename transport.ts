@@ -154,12 +154,14 @@ export function memoryPipe(): [Duplex, Duplex] {
 export const DEFAULT_MAX_LINE = 1_048_576;
 
 /**
- * The longest hello line a group can produce (its public key as long as p),
- * or, without a group, the longest any acceptable hello can be (a custom
- * 8192-bit group whose g is as long as p): the least line limit that works.
+ * The longest hello line a group can produce (its public key as long as p,
+ * with the revision-3 host key and password members), or, without a group,
+ * the longest any acceptable hello can be (a custom 8192-bit group whose g is
+ * as long as p): the least line limit that works.
  */
 export function longestHello(group?: DhGroup): number {
   const digits = group?.pDecimal.length ?? MAX_WIRE_DIGITS;
+  const base64Of32Bytes = "x".repeat(44);
   return JSON.stringify({
     type: "hello",
     protocol: PROTOCOL,
@@ -168,6 +170,9 @@ export function longestHello(group?: DhGroup): number {
     g: group ? group.g.toString() : "9".repeat(digits),
     publicKey: "9".repeat(digits),
     cipher: SECURE_CIPHER,
+    hostKey: base64Of32Bytes,
+    auth: "password",
+    nonce: base64Of32Bytes,
   }).length;
 }
 
@@ -845,8 +850,8 @@ export const SERVER_PASSWORD_FAILURE =
  * judges it ({@link parseHello} refuses before any key is sent), then sends
  * the key line. Revision 3, in this order: a host key other than the one
  * expected, a missing one where one is expected, or a password that the
- * hello does not match is refused before the key; the key asks for a proof,
- * which is checked before anything else is sent; with a password, our
+ * hello does not match is refused before the key; the key asks for a proof
+ * of any host key announced, which is checked before anything else is sent; with a password, our
  * `confirm` goes out and the server's must open. Only then is a first
  * contact's host key remembered.
  *
@@ -881,7 +886,12 @@ export async function clientHandshake(
     (isTeachingGroup(hello.group) ? options.teachingKey : undefined);
   let response: ReturnType<typeof respondToHello>;
   try {
-    response = respondToHello(hello, privateKey, { proof: true, password: options.password });
+    // A proof is asked of every server that has a host key to prove (and only then: a
+    // revision-2 server sees the key line it always saw).
+    response = respondToHello(hello, privateKey, {
+      proof: hello.hostKey !== undefined,
+      password: options.password,
+    });
   } catch (error) {
     // Only a key given by hand can be out of range for the offered group.
     throw new ProtocolError(`cannot use this private key: ${(error as Error).message}`);

@@ -327,7 +327,7 @@ function manInTheMiddle(upstream: Duplex, password?: string) {
 
 Deno.test("man in the middle: refused by a client that remembers the real key, and by one given --host-key", async () => {
   await using served = testServer({});
-  const real = served.server.hostKey;
+  const real = served.server.hostKey!;
   for (const how of ["remembered", "pinned"] as const) {
     const mitm = manInTheMiddle(served.server.connect());
     const knownHosts = new KnownHosts(

@@ -16,6 +16,7 @@ import {
   type DhGroup,
   encodeError,
   GROUPS,
+  HostKey,
   MAX_WIRE_DIGITS,
   parseHello,
   PROTOCOL,
@@ -1850,6 +1851,9 @@ Deno.test("Channel: records sealed independently (node:crypto) are accepted", as
 // 8. Size bounds: longestHello, maxRecordText
 // ───────────────────────────────────────────────────────────────────────────
 
+/** Standard base64 of 32 bytes: a host key, a nonce. */
+const BASE64_32 = new Uint8Array(32).fill(0xff).toBase64();
+
 function helloLine(group: DhGroup, publicKey: bigint, cipher = SECURE_CIPHER): string {
   return JSON.stringify({
     type: "hello",
@@ -1859,6 +1863,9 @@ function helloLine(group: DhGroup, publicKey: bigint, cipher = SECURE_CIPHER): s
     g: group.g.toString(),
     publicKey: publicKey.toString(),
     cipher,
+    hostKey: BASE64_32, // revision 3: a host key and a room password
+    auth: "password",
+    nonce: BASE64_32,
   });
 }
 
@@ -1869,7 +1876,10 @@ Deno.test("longestHello: every hello of a group fits, and the bound is tight", a
     const longest = helloLine(group, group.p - 2n); // the largest valid public key
     assert.equal(longest.length, limit, `${group.name}: the longest hello`);
     for (const cipher of [SECURE_CIPHER, TOY_CIPHER]) {
-      const offer = createOffer(group, cipher);
+      const offer = createOffer(group, cipher, undefined, {
+        hostKey: HostKey.generate(),
+        password: "pw",
+      });
       assert.ok(offer.line.length <= limit, `${group.name} ${cipher}: a real hello`);
     }
     assert.deepEqual(await readAll(readerOf([longest + "\n"], { maxLine: limit })), [longest]);
@@ -1888,6 +1898,9 @@ Deno.test("longestHello: every hello of a group fits, and the bound is tight", a
     g: digits,
     publicKey: digits,
     cipher: SECURE_CIPHER,
+    hostKey: BASE64_32,
+    auth: "password",
+    nonce: BASE64_32,
   });
   assert.equal(longestHello(), widest.length);
 });
