@@ -64,6 +64,7 @@ Deno.test("package: deno.json has a scoped name, a semver version and exports th
     "./console",
     "./guard",
     "./hash",
+    "./hostkeys",
     "./server",
     "./transport",
   ]);
