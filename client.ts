@@ -128,8 +128,11 @@ export const CLIENT_DEFAULTS: Readonly<{
 /** The original's private key a (used only on toy and custom groups). */
 export const TOY_CLIENT_PRIVATE_KEY = 5n;
 
-/** The word that ends a session when typed alone on a line. */
+/** The word that ends a session when typed alone on a line at a terminal; piped, it is text. */
 export const EXIT_COMMAND = "exit";
+
+/** The command that ends a session, typed or piped; never sent. */
+export const QUIT_COMMAND = "/quit";
 
 /** After the session ends, an input quiet this long has nothing more queued to lose. */
 const UNSENT_QUIET_MS = 200;
@@ -333,6 +336,10 @@ class Conversation {
   #unsent = 0;
   /** Whether the unsent count is a lower bound (input still open at the deadline). */
   #unsentAtLeast = false;
+  /** What left the unsent lines unsent: the session's end, or `/quit`. */
+  #unsentAfter: "session" | "quit" = "session";
+  /** Whether piped input was read to its end (or to `/quit`) after sending stopped. */
+  #inputEnded = false;
   /** The read of the next input line under way (a read is never started twice). */
   #reading: Promise<InputLine | null> | undefined;
 
@@ -347,7 +354,7 @@ class Conversation {
   async run(): Promise<number> {
     const { interactive, timeoutMs, forceSignal } = this.#settings;
     const log = this.#log;
-    if (interactive) log.info(`Type a line and press Enter; "exit" or Ctrl-D to leave.`);
+    if (interactive) log.info(`Type a line and press Enter; /quit, "exit" or Ctrl-D to leave.`);
     const receiving = this.#channel.run((event) => this.#show(event));
     if (this.#settings.name !== undefined) {
       this.#channel.send("msg", `/name ${this.#settings.name}`, "The /name command");
@@ -401,7 +408,14 @@ class Conversation {
         );
         continue;
       }
-      if (next.text === EXIT_COMMAND) return "exit";
+      // Piped, `exit` is a line like any other: only a person at a terminal means "leave" by it.
+      if (
+        next.text === QUIT_COMMAND || (this.#settings.interactive && next.text === EXIT_COMMAND)
+      ) {
+        this.#unsentAfter = "quit";
+        await this.#countUnsent();
+        return "exit";
+      }
       const seq = this.#channel.send("msg", next.text, `Line ${this.#linesRead}`);
       if (seq < 0) {
         this.#unsent++;
@@ -421,10 +435,10 @@ class Conversation {
   }
 
   /**
-   * After the server ended the session: how many input lines were left
-   * (piped input only). Reads on while lines keep coming, up to the end of
-   * the input or `--timeout`; an input that stays quiet for a moment (an
-   * open but idle stdin) has nothing more to lose.
+   * After the server ended the session, or after `/quit`: how many input
+   * lines were left (piped input only). Reads on while lines keep coming, up
+   * to the end of the input (or another `/quit`) or `--timeout`; an input
+   * that stays quiet for a moment (an open but idle stdin) is not waited for.
    */
   async #countUnsent(): Promise<void> {
     if (this.#settings.interactive) return;
@@ -439,8 +453,10 @@ class Conversation {
         this.#unsentAtLeast = performance.now() >= stop;
         return;
       }
-      if (next === null) return;
-      if ("text" in next && next.text === EXIT_COMMAND) return;
+      if (next === null || ("text" in next && next.text === QUIT_COMMAND)) {
+        this.#inputEnded = true;
+        return;
+      }
       this.#unsent++;
     }
   }
@@ -485,7 +501,13 @@ class Conversation {
       log.error("Server closed the connection without bye");
       failed = true;
     } else if (end.reason === "bye" && inputEnd === "session-ended") {
-      log.info("Server ended the session");
+      if (this.#settings.interactive || this.#inputEnded) {
+        log.info("Server ended the session");
+      } else {
+        // A pipe still open: what it would have sent next was never sent.
+        log.error("The server ended the session before the end of the input");
+        failed = true;
+      }
     }
     const pending = this.#channel.acks.pendingSeqs();
     if (pending.length > 0) {
@@ -500,7 +522,11 @@ class Conversation {
     }
     if (this.#unsent > 0) {
       const n = `${this.#unsentAtLeast ? "at least " : ""}${count(this.#unsent, "input line")}`;
-      log.error(`${sentence(n)} not sent: the session ended first`);
+      log.error(
+        this.#unsentAfter === "quit"
+          ? `${sentence(n)} after ${QUIT_COMMAND} not sent`
+          : `${sentence(n)} not sent: the session ended first`,
+      );
       failed = true;
     }
     if (this.#refused > 0) {
@@ -525,7 +551,9 @@ const USAGE = `Usage: deno run --allow-net client.ts [options]
 
 A DHX/1 chat client: agrees a key with the server by Diffie-Hellman, then sends
 each line you type (or pipe in) encrypted, and shows what the others write.
-"exit", Ctrl-D or Ctrl-C leaves (Ctrl-C twice: at once).
+/quit leaves, typed or piped (piped lines after it are not sent). At a
+terminal "exit", Ctrl-D, or Ctrl-C on an empty line leave too (Ctrl-C twice: at
+once); Ctrl-C on a half-typed line drops it. Piped, "exit" is an ordinary line.
 
 Options:
   --host HOST          server address (default ${CLIENT_DEFAULTS.host})
@@ -552,10 +580,11 @@ Options:
   -h, --help           show this help
 
 Commands (sent to the server): /name NAME, /who; start a line with // to send
-one that begins with /.
+one that begins with /. /quit is the client's own, never sent.
 
 Exit codes: 0 ok, 1 failure (refused, unreachable, a line not sent or not
-acknowledged), 2 usage error.`;
+acknowledged, piped input the server ended the session before the end of),
+2 usage error.`;
 
 /** What `main` needs from the command line. */
 export type ClientCommand = ParsedCommand<ClientOptions> & {
@@ -630,7 +659,10 @@ export function parseClientArgs(args: string[]): ClientCommand {
 export async function main(args: string[]): Promise<number> {
   const output = new Output();
   const command = readCommand(args, parseClientArgs, USAGE, output);
-  if (typeof command === "number") return command;
+  if (typeof command === "number") {
+    await output.settle();
+    return command;
+  }
   const log = createLogger({ quiet: command.quiet, output });
   const knownHosts = new KnownHosts(
     command.knownHostsFile === undefined
@@ -650,6 +682,7 @@ export async function main(args: string[]): Promise<number> {
           `No host key was remembered for ${command.forgetHost} in ${knownHosts.store.description}`,
         );
       }
+      await output.settle();
       return EXIT.OK;
     }
     if (command.password) password = await readPassword(command.password, false);
@@ -657,9 +690,8 @@ export async function main(args: string[]): Promise<number> {
     log.error(
       sentence(describeError(error)) + (error instanceof UsageError ? " (see --help)" : ""),
     );
+    await output.settle();
     return error instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE;
-  } finally {
-    output.flush();
   }
   // First Ctrl-C: leave as at the end of input; second: leave now.
   const leave = new AbortController();
@@ -679,7 +711,8 @@ export async function main(args: string[]): Promise<number> {
     });
   } finally {
     Deno.removeSignalListener("SIGINT", interrupt);
-    output.flush();
+    // Bounded: stdout that nobody reads (a pager) does not keep the client from ending.
+    await output.settle();
   }
 }
 

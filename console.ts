@@ -14,6 +14,7 @@
  */
 
 import process from "node:process";
+import { EventEmitter } from "node:events";
 import { createInterface, type Interface } from "node:readline";
 import { parseArgs, styleText } from "node:util";
 import {
@@ -81,14 +82,110 @@ export function printable(text: string): string {
 export type Stream = "stdout" | "stderr";
 
 /**
- * Buffered console output: lines written in the same turn of the event loop
- * leave in one write per stream run, in order. At a terminal with a prompt,
- * the prompt is cleared first and redrawn after, with what was typed so far.
+ * Longest message a log line shows, in characters after escaping (the rest is
+ * cut, its size given): room for every number `--verbose` shows, up to an
+ * 8192-bit one in decimal (2,467 digits).
+ */
+export const MAX_SHOWN_CHARS = 4096;
+
+/** Most bytes of log lines waiting for a slow terminal; past it, lines are dropped and counted. */
+export const MAX_PENDING_BYTES = 1024 * 1024;
+
+/** At exit, how long what is still waiting may take to reach the terminal, in ms. */
+export const EXIT_FLUSH_MS = 2000;
+
+/**
+ * {@link printable}, cut to `maxChars` characters: a longer message ends in
+ * `… (786,300 bytes)`, its whole size in UTF-8. Only the part shown is
+ * escaped, so a huge line costs no more than a short one.
+ */
+export function shown(text: string, maxChars: number = MAX_SHOWN_CHARS): string {
+  if (text.length <= maxChars) {
+    const escaped = printable(text);
+    if (escaped.length <= maxChars) return escaped;
+  }
+  let kept = "";
+  for (const c of text) {
+    const piece = printable(c);
+    if (kept.length + piece.length > maxChars) break;
+    kept += piece;
+  }
+  return `${kept}… (${grouped(encoder.encode(text).length)} bytes)`;
+}
+
+/** 786300 → "786,300". */
+export function grouped(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+/** Where the bytes of a stream go: resolves with how many were written (a write may be partial). */
+export type Sink = (stream: Stream, bytes: Uint8Array) => Promise<number>;
+
+/** The prompt an {@link Output} keeps below what it prints: a `node:readline` interface. */
+export type Prompt = Pick<Interface, "getPrompt" | "getCursorPos" | "line" | "cursor">;
+
+/** Options of {@link Output}. */
+export interface OutputOptions {
+  /** Most bytes of log lines waiting to be written (default {@link MAX_PENDING_BYTES}). */
+  readonly maxPendingBytes?: number;
+  /** Where bytes go (default: async writes to stdout and stderr). */
+  readonly sink?: Sink;
+  /** Width of the terminal, for the prompt's rows (default: the console's). */
+  readonly columns?: () => number;
+}
+
+const writeStdio: Sink = (stream, bytes) =>
+  (stream === "stdout" ? Deno.stdout : Deno.stderr).write(bytes);
+
+function consoleColumns(): number {
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    return 80;
+  }
+}
+
+/**
+ * Console output that never makes the program wait for the terminal. Lines
+ * written in the same turn of the event loop are queued together, in order,
+ * and leave through asynchronous writes; a slow or stopped reader (a paused
+ * terminal, a pipe nobody reads) only makes the queue grow. Past
+ * `maxPendingBytes` new lines are dropped and counted, and once the queue has
+ * drained one `[!]` line says how many were lost.
+ *
+ * At a terminal with a prompt, each batch first clears every row the prompt
+ * and the half-typed line occupy, then prints the lines, then draws the prompt
+ * and the half-typed line again below them, cursor where it was. The prompt's
+ * own writes (`node:readline` echo) go through the same queue, see
+ * {@link Output.terminal}, so nothing reaches the screen out of order.
  */
 export class Output {
+  readonly #maxPendingBytes: number;
+  readonly #sink: Sink;
+  readonly #columns: () => number;
   #lines: [Stream, string][] = [];
   #scheduled = false;
-  #prompt: Interface | undefined;
+  #prompt: Prompt | undefined;
+  /** Bytes waiting to be written, in order. */
+  #queue: [Stream, Uint8Array][] = [];
+  #pendingBytes = 0;
+  #writing = false;
+  #dropped = 0;
+  /** Dropped lines already reported. */
+  #reported = 0;
+  #broken = new Set<Stream>();
+  #idle: (() => void)[] = [];
+
+  /**
+   * Creates the output.
+   *
+   * @param options the bound, where bytes go, the terminal's width
+   */
+  constructor(options: OutputOptions = {}) {
+    this.#maxPendingBytes = options.maxPendingBytes ?? MAX_PENDING_BYTES;
+    this.#sink = options.sink ?? writeStdio;
+    this.#columns = options.columns ?? consoleColumns;
+  }
 
   /** Queues one line (LF added). */
   write(line: string, stream: Stream = "stdout"): void {
@@ -99,43 +196,187 @@ export class Output {
     }
   }
 
-  /** Writes everything queued now. */
+  /** Log lines dropped so far because the terminal was too slow. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** Bytes waiting for the terminal. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /** Hands everything written so far to the writer (it never waits for the terminal). */
   flush(): void {
     this.#scheduled = false;
     if (this.#lines.length === 0) return;
     const lines = this.#lines;
     this.#lines = [];
-    // "\r\x1b[K": back to column 0 and clear the line the prompt was on.
-    if (this.#prompt) writeAll(Deno.stdout, "\r\x1b[K");
-    for (let i = 0; i < lines.length;) {
-      const stream = lines[i][0];
-      let text = "";
-      for (; i < lines.length && lines[i][0] === stream; i++) text += lines[i][1] + "\n";
-      writeAll(stream === "stdout" ? Deno.stdout : Deno.stderr, text);
+    const batch: [Stream, string][] = [];
+    let room = this.#maxPendingBytes - this.#pendingBytes;
+    for (const [stream, line] of lines) {
+      const text = line + "\n";
+      const size = encoder.encode(text).length;
+      if (this.#broken.has(stream)) continue;
+      if (size > room) {
+        this.#dropped++;
+        continue;
+      }
+      room -= size;
+      if (batch.at(-1)?.[0] === stream) batch.at(-1)![1] += text;
+      else batch.push([stream, text]);
     }
-    this.#prompt?.prompt(true);
+    if (batch.length === 0) return;
+    if (this.#prompt) {
+      batch.unshift(["stdout", this.#clearPrompt()]);
+      batch.push(["stdout", this.#drawPrompt()]);
+    }
+    for (const [stream, text] of batch) this.#enqueue(stream, text);
   }
 
-  /** Keeps `prompt` (a readline interface) drawn below the output. */
-  attachPrompt(prompt: Interface): void {
+  /**
+   * Resolves once everything queued has been written, or after `ms`
+   * (a terminal that stays stuck must not keep the program from ending).
+   */
+  async settle(ms: number = EXIT_FLUSH_MS): Promise<void> {
+    this.flush();
+    if (!this.#writing) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.#idle.push(resolve)),
+      new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** Keeps `prompt` (a readline interface writing to {@link Output.terminal}) drawn below the output. */
+  attachPrompt(prompt: Prompt): void {
     this.#prompt = prompt;
   }
 
-  /** Stops drawing the prompt, and clears the line it was on. */
+  /** Stops drawing the prompt, and clears the rows it was on. */
   detachPrompt(): void {
     if (!this.#prompt) return;
     this.flush();
+    this.#enqueue("stdout", this.#clearPrompt());
     this.#prompt = undefined;
-    writeAll(Deno.stdout, "\r\x1b[K");
   }
-}
 
-function writeAll(stream: typeof Deno.stdout | typeof Deno.stderr, text: string): void {
-  const bytes = encoder.encode(text);
-  try {
-    for (let done = 0; done < bytes.length;) done += stream.writeSync(bytes.subarray(done));
-  } catch {
-    // stdout closed (e.g. `| head`): nothing more can be shown.
+  /**
+   * Ctrl-C with a half-typed line, as in a shell: `^C` after the line, which
+   * stays on screen, and a fresh prompt below. Returns false (nothing done)
+   * when no line was half-typed.
+   */
+  dropTypedLine(): boolean {
+    const prompt = this.#prompt as (Prompt & { line: string; cursor: number }) | undefined;
+    if (!prompt || prompt.line === "") return false;
+    this.flush();
+    // From the cursor to the end of the typed text, then below it.
+    const end = this.#endOfLine();
+    const cursor = prompt.getCursorPos();
+    let text = `\x1b[${end.cols + 1}G`;
+    if (end.rows > cursor.rows) text += `\x1b[${end.rows - cursor.rows}B`;
+    text += "^C\r\n";
+    prompt.line = "";
+    prompt.cursor = 0;
+    this.#enqueue("stdout", text + this.#drawPrompt());
+    return true;
+  }
+
+  /**
+   * A stream for `node:readline`'s `output`: its writes join the queue, so
+   * the prompt, its echo and the log lines reach the terminal in order, and
+   * never block. Its `columns` are the terminal's.
+   */
+  terminal(): NodeJS.WritableStream & { columns: number } {
+    const stream = new EventEmitter() as EventEmitter & {
+      columns: number;
+      write(s: string): boolean;
+    };
+    Object.defineProperty(stream, "columns", { get: () => this.#columns() });
+    stream.write = (text: string) => {
+      this.#enqueue("stdout", text);
+      return true;
+    };
+    return stream as unknown as NodeJS.WritableStream & { columns: number };
+  }
+
+  /** Where the end of the prompt and its line is, in rows and columns from the prompt's start. */
+  #endOfLine(): { rows: number; cols: number } {
+    const prompt = this.#prompt! as Prompt & { cursor: number };
+    // readline measures wide characters and emoji as two columns: ask it where the end is.
+    const saved = prompt.cursor;
+    prompt.cursor = prompt.line.length;
+    const end = prompt.getCursorPos();
+    prompt.cursor = saved;
+    return end;
+  }
+
+  /** Up to the prompt's first row, column 0, and clear to the end of the screen. */
+  #clearPrompt(): string {
+    const rows = this.#prompt!.getCursorPos().rows;
+    return (rows > 0 ? `\x1b[${rows}A` : "") + "\r\x1b[J";
+  }
+
+  /** The prompt and the half-typed line, cursor put back where it was (as readline draws them). */
+  #drawPrompt(): string {
+    const prompt = this.#prompt!;
+    const end = this.#endOfLine();
+    const cursor = prompt.getCursorPos();
+    let text = prompt.getPrompt() + prompt.line;
+    // A line that ends exactly at the margin leaves the cursor there: a space moves it down.
+    if (end.cols === 0 && end.rows > 0) text += " ";
+    text += `\x1b[${cursor.cols + 1}G`;
+    if (end.rows > cursor.rows) text += `\x1b[${end.rows - cursor.rows}A`;
+    (prompt as { prevRows?: number }).prevRows = cursor.rows;
+    return text;
+  }
+
+  #enqueue(stream: Stream, text: string): void {
+    if (text === "" || this.#broken.has(stream)) return;
+    const bytes = encoder.encode(text);
+    this.#queue.push([stream, bytes]);
+    this.#pendingBytes += bytes.length;
+    if (!this.#writing) void this.#pump();
+  }
+
+  /** Writes the queue out, one chunk at a time; the only place that waits for the terminal. */
+  async #pump(): Promise<void> {
+    this.#writing = true;
+    for (;;) {
+      const head = this.#queue[0];
+      if (!head) {
+        if (this.#dropped > this.#reported && !this.#broken.has("stderr")) {
+          const lost = this.#dropped - this.#reported;
+          this.#reported = this.#dropped;
+          this.write(
+            `[!] ${grouped(lost)} log ${
+              lost === 1 ? "line" : "lines"
+            } dropped: the terminal is too slow`,
+            "stderr",
+          );
+          this.flush();
+          continue;
+        }
+        break;
+      }
+      const [stream, bytes] = head;
+      let n: number;
+      try {
+        n = await this.#sink(stream, bytes);
+      } catch {
+        // Closed (`| head`): nothing more can be shown there.
+        this.#broken.add(stream);
+        this.#queue = this.#queue.filter(([s]) => s !== stream);
+        this.#pendingBytes = this.#queue.reduce((sum, [, b]) => sum + b.length, 0);
+        continue;
+      }
+      this.#pendingBytes -= n;
+      if (n >= bytes.length) this.#queue.shift();
+      else head[1] = bytes.subarray(n);
+    }
+    this.#writing = false;
+    for (const resolve of this.#idle.splice(0)) resolve();
   }
 }
 
@@ -165,6 +406,8 @@ export interface LoggerOptions {
   readonly output?: Output;
   /** Where lines go instead (tests); overrides `output`. */
   readonly write?: (line: string, stream: Stream) => void;
+  /** Longest message shown, in characters (default {@link MAX_SHOWN_CHARS}); see {@link shown}. */
+  readonly maxChars?: number;
 }
 
 /** Whether stdout is a terminal that wants colour (`NO_COLOR` unset). */
@@ -173,8 +416,9 @@ export function wantsColor(): boolean {
 }
 
 /**
- * A {@link Logger}. Every message passes through {@link printable} here, at
- * the one place text reaches the screen.
+ * A {@link Logger}. Every message passes through {@link shown} here, at the
+ * one place text reaches the screen: escaped by {@link printable}, and cut to
+ * `maxChars` with its size given.
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const color = options.color ?? wantsColor();
@@ -184,13 +428,15 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     color ? styleText(hue, prefix, { validateStream: false }) : prefix;
   const [info, success, error] = [paint("[*]", "cyan"), paint("[+]", "green"), paint("[!]", "red")];
   const quiet = options.quiet ?? false;
+  const maxChars = options.maxChars ?? MAX_SHOWN_CHARS;
+  const safe = (m: string) => shown(m, maxChars);
   return {
     quiet,
-    info: (m) => quiet || write(`${info} ${printable(m)}`, "stdout"),
-    success: (m) => quiet || write(`${success} ${printable(m)}`, "stdout"),
-    line: (m) => write(`${success} ${printable(m)}`, "stdout"),
-    notice: (m) => write(`${info} ${printable(m)}`, "stdout"),
-    error: (m) => write(`${error} ${printable(m)}`, "stderr"),
+    info: (m) => quiet || write(`${info} ${safe(m)}`, "stdout"),
+    success: (m) => quiet || write(`${success} ${safe(m)}`, "stdout"),
+    line: (m) => write(`${success} ${safe(m)}`, "stdout"),
+    notice: (m) => write(`${info} ${safe(m)}`, "stdout"),
+    error: (m) => write(`${error} ${safe(m)}`, "stderr"),
   };
 }
 
@@ -262,7 +508,8 @@ function typedLines(options: InputOptions): LineSource {
   };
   const prompt = createInterface({
     input: process.stdin,
-    output: process.stdout,
+    // Through the output's queue: the echo never blocks, and stays in order with the log.
+    output: options.output?.terminal() ?? process.stdout,
     prompt: options.prompt,
     terminal: true,
     historySize: 500,
@@ -277,7 +524,12 @@ function typedLines(options: InputOptions): LineSource {
     );
     prompt.prompt();
   });
-  prompt.on("SIGINT", () => options.onInterrupt ? options.onInterrupt() : push(null));
+  prompt.on("SIGINT", () => {
+    // As in a shell: Ctrl-C first drops a half-typed line; on an empty line it leaves.
+    if (options.output?.dropTypedLine()) return;
+    if (options.onInterrupt) options.onInterrupt();
+    else push(null);
+  });
   prompt.on("close", () => push(null));
   prompt.prompt();
   let closed = false;

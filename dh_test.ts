@@ -90,11 +90,12 @@ import {
   xor,
 } from "./dh.ts";
 import vectors from "./tests/dhx1-vectors.json" with { type: "json" };
+import { DEFAULT_MAX_LINE, maxRecordText } from "./transport.ts";
 import {
+  checkOpenssl,
   flipBit,
   helloWith,
   IndependentRecords,
-  lacks,
   seededRandom,
   withFields,
 } from "./tests/support.ts";
@@ -1081,30 +1082,8 @@ Deno.test("groups: modp2048/3072/4096 equal node:crypto's modp14/15/16", () => {
   }
 });
 
-/**
- * Whether this run can execute `openssl`: ignored only for lack of permission
- * or an absent binary; any other failure to start it is kept and fails the test.
- */
-const OPENSSL = ((): { ignore: boolean; startError?: unknown } => {
-  if (lacks("openssl")) return { ignore: true };
-  try {
-    new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" })
-      .outputSync();
-    return { ignore: false };
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      console.log(
-        "[!] openssl is not installed: the OpenSSL parameter test is IGNORED, not passed",
-      );
-      return { ignore: true };
-    }
-    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
-      console.log(`[!] openssl cannot be run (${error.name}): the OpenSSL test is IGNORED`);
-      return { ignore: true };
-    }
-    return { ignore: false, startError: error };
-  }
-})();
+/** Whether this run can execute `openssl` (ignored without it; DHX_REQUIRE_TOOLS=1 fails). */
+const OPENSSL = checkOpenssl("the OpenSSL parameter test (dh_test.ts)");
 
 /** The DER of a PEM block, or `bytes` unchanged if they are DER already. */
 function derOf(bytes: Uint8Array): Uint8Array {
@@ -1171,7 +1150,7 @@ Deno.test({
     "groups: every ffdhe group (and modp) equals OpenSSL's genpkey parameters (needs run: openssl)",
   ignore: OPENSSL.ignore,
   fn: async () => {
-    if (OPENSSL.startError !== undefined) throw OPENSSL.startError;
+    if (OPENSSL.problem) assert.fail(OPENSSL.problem);
     const names: [GroupName, string][] = [
       ["ffdhe2048", "ffdhe2048"],
       ["ffdhe3072", "ffdhe3072"],
@@ -2661,4 +2640,39 @@ Deno.test("revision 3: confirm only first and only in password sessions; a wrong
     () => toy.server.open(withFields(vectorAt(5).records[0].line, { data: "AAAAAAAAAA==" })),
     /does not hold the text confirm/,
   );
+});
+
+Deno.test("records: long multi-byte lines are sealed whole (40 000 × €, 4-byte emoji near the record limit)", () => {
+  // "€" is 3 UTF-8 bytes in one UTF-16 unit, "🙂" 4 bytes in two: a seal buffer
+  // sized for fewer bytes per unit cuts the text, and the shortened record
+  // still passes its tag check: only comparing texts shows it.
+  const limit = maxRecordText(DEFAULT_MAX_LINE);
+  const euros = "€".repeat(40_000);
+  const emoji = "🙂".repeat(Math.floor(limit / 4) - 1);
+  assert.ok(encoder.encode(emoji).length > limit - 8, "the emoji line is near the limit");
+  assert.ok(encoder.encode(emoji).length <= limit, "and within it");
+  for (const v of [SECURE_VECTOR, TOY_VECTOR]) {
+    const { client, server } = vectorSessions(v);
+    for (const text of [euros, emoji, "a" + euros, emoji + "€"]) {
+      const received = server.open(client.seal("msg", text)).text;
+      assert.equal(received.length, text.length, `${v.cipher}: ${text.length} units sent`);
+      assert.equal(received, text);
+      assert.equal(client.open(server.seal("notice", text)).text, text, `${v.cipher} notice`);
+    }
+  }
+});
+
+Deno.test("reject: checkPrivateKey refuses a key whose public key is p − 1 (toy: 11, as 5^11 mod 23 = 22)", () => {
+  assert.equal(powMod(5n, 11n, 23n), 22n);
+  assert.throws(
+    () => checkPrivateKey(GROUPS.toy, 11n),
+    rangeError(/^private key 11 gives the public key 22, which every peer refuses$/),
+  );
+  const hello = parseHello(TOY_VECTOR.helloLine, { insecure: true });
+  assert.throws(() => respondToHello(hello, 11n), rangeError(/gives the public key 22/));
+  // On p = 29, g = 2 (order 28), the key giving p − 1 is 14; its neighbours are fine.
+  const group = customGroup(29n, 2n);
+  assert.equal(powMod(2n, 14n, 29n), 28n);
+  assert.throws(() => checkPrivateKey(group, 14n), rangeError(/gives the public key 28/));
+  for (const good of [13n, 15n]) assert.doesNotThrow(() => checkPrivateKey(group, good));
 });

@@ -60,6 +60,8 @@ export class LocalStorageStore implements TextStore {
   readonly #storage: KeyValueStorage;
 
   /**
+   * The item `key` of `storage`.
+   *
    * @param key the item's name
    * @param storage the storage (default: `localStorage`, which needs no permission)
    */
@@ -96,6 +98,8 @@ export class FileStore implements TextStore {
   readonly #secret: boolean;
 
   /**
+   * The file at `path` (read and written at each call, never cached).
+   *
    * @param path the file
    * @param options whether it holds a secret
    */
@@ -147,7 +151,11 @@ export class MemoryStore implements TextStore {
   readonly description = "memory";
   #text: string | undefined;
 
-  /** @param text what it starts with */
+  /**
+   * A store in memory, optionally with some text already.
+   *
+   * @param text what it starts with
+   */
   constructor(text?: string) {
     this.#text = text;
   }
@@ -165,7 +173,11 @@ export class MemoryStore implements TextStore {
 
 /** A store that cannot be used as it is: unreadable, unsafe, or not in our format. */
 export class StoreError extends Error {
-  /** @param message what is wrong and what to do */
+  /**
+   * An unusable store, and what to do about it.
+   *
+   * @param message what is wrong and what to do
+   */
   constructor(message: string) {
     super(message);
     this.name = "StoreError";
@@ -231,7 +243,11 @@ export class KnownHosts {
   /** Where they are kept. */
   readonly store: TextStore;
 
-  /** @param store the text they live in */
+  /**
+   * Known hosts kept in `store`.
+   *
+   * @param store the text they live in
+   */
   constructor(store: TextStore) {
     this.store = store;
   }

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { Admission, RefusalReports } from "./admission.ts";
 import { checkName, type Member, OPERATOR_COMMANDS, Room } from "./chat.ts";
 import {
   count,
@@ -36,6 +37,7 @@ import {
   UsageError,
 } from "./console.ts";
 import {
+  checkPrivateKey,
   type CipherName,
   customGroup,
   DEFAULT_GROUP,
@@ -86,10 +88,21 @@ export interface ServerOptions {
   room?: boolean;
   /** The operator's name on lines typed at the server (default "server"). */
   name?: string;
-  /** Most simultaneous clients, handshakes included (default 100). */
+  /** Most simultaneous clients, handshakes included (default 1000). */
   maxClients?: number;
-  /** Most simultaneous connections from one address (default 10). */
+  /**
+   * Most connections in their handshake at once (default 64): when that
+   * many wait, the oldest is dropped for a newcomer; sessions never are.
+   */
+  maxHandshakes?: number;
+  /** Most simultaneous connections from one address, an IPv6 /64 counting as one (default 10). */
   maxPerAddress?: number;
+  /**
+   * How long an address whose connections keep ending without a handshake
+   * ({@link SERVER_DEFAULTS}.penaltyStrikes within penaltyWindowMs) is
+   * refused, in ms (default 60 s; 0: never).
+   */
+  penaltyMs?: number;
   /** Longest line accepted, in bytes (default 1 MiB). */
   maxLine?: number;
   /** Time a client has to send its key, and to finish any line it starts, in ms (default 10 s). */
@@ -143,7 +156,11 @@ export interface ServerHandle {
   readonly hostKey: HostKey | undefined;
   /** The clients in session, with their names. */
   readonly members: readonly Member[];
-  /** Handles a line typed by the operator: `/who`, `/kick NAME`, or a line for every client. */
+  /**
+   * Handles a line typed by the operator: `/who`, `/kick ADDRESS|NAME`,
+   * `/ban ADDRESS [MINUTES]`, or a line for every client. An empty line does
+   * nothing (it is not sent).
+   */
   operator(line: string): void;
   /** Serves one connection (any readable/writable pair); resolves when it ends. */
   serve(conn: Connection, peer?: string): Promise<void>;
@@ -164,7 +181,11 @@ export const SERVER_DEFAULTS: Readonly<{
   port: number;
   name: string;
   maxClients: number;
+  maxHandshakes: number;
   maxPerAddress: number;
+  penaltyMs: number;
+  penaltyStrikes: number;
+  penaltyWindowMs: number;
   maxLine: number;
   handshakeTimeoutMs: number;
   keepaliveMs: number;
@@ -177,8 +198,12 @@ export const SERVER_DEFAULTS: Readonly<{
   host: DEFAULT_HOST,
   port: DEFAULT_PORT,
   name: "server",
-  maxClients: 100,
+  maxClients: 1000,
+  maxHandshakes: 64,
   maxPerAddress: 10,
+  penaltyMs: 60_000,
+  penaltyStrikes: 10,
+  penaltyWindowMs: 60_000,
   maxLine: DEFAULT_MAX_LINE,
   handshakeTimeoutMs: 10_000,
   keepaliveMs: 30_000,
@@ -207,7 +232,15 @@ function isDescriptorExhaustion(error: unknown): boolean {
 interface Connected {
   readonly link: LineConnection;
   channel?: Channel;
+  /** Why the server dropped it before its handshake ended (already logged). */
+  dropped?: string;
 }
+
+/** At most one line per this many ms about the refusals of one penalized address. */
+const PENALTY_REPORT_INTERVAL_MS = 1000;
+
+/** Why the oldest connection in its handshake was dropped. */
+const EVICTED = "dropped: too many connections are waiting for their handshake; try again";
 
 /**
  * Starts a DHX/1 server and returns at once with its handle.
@@ -239,6 +272,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     operatorName: settings.name,
     relay: options.room === true,
     maxChatBytes: maxRecordText(settings.maxLine),
+    addressKey,
   });
   const hostKey = options.hostKey === undefined ? HostKey.generate() : options.hostKey ?? undefined;
   const guesses = new PenaltyBox({
@@ -247,27 +281,38 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     penaltyMs: settings.guessWindowMs,
   });
   const connections = new Set<Connected>();
-  const perAddress = new Map<string, number>();
+  const admission = new Admission<Connected>({
+    maxClients: settings.maxClients,
+    maxHandshakes: Math.min(settings.maxHandshakes, settings.maxClients),
+    maxPerAddress: settings.maxPerAddress,
+    penalty: settings.penaltyMs > 0
+      ? {
+        strikes: settings.penaltyStrikes,
+        windowMs: settings.penaltyWindowMs,
+        penaltyMs: settings.penaltyMs,
+      }
+      : undefined,
+  });
+  const penaltyReports = new RefusalReports(PENALTY_REPORT_INTERVAL_MS);
   const handlers = new Set<Promise<void>>();
   let stopping = false;
   let memoryPeers = 0;
 
-  /** Why a new connection from `hostname` must be turned away, if it must. */
-  function refusal(hostname: string): string | undefined {
-    if (stopping) return "server shutting down";
-    if (connections.size >= settings.maxClients) {
-      return `server full (${count(settings.maxClients, "client")}); try again later`;
+  /** Closes connections the admission let go of, with one line each, and says who is refused now. */
+  function drop(dropped: readonly Connected[], why: string, penalized?: string): void {
+    if (penalized) {
+      log.error(
+        `${penalized}: refused for ${settings.penaltyMs / 1000} s: ${
+          count(settings.penaltyStrikes, "connection")
+        } from it ended without a handshake within ${settings.penaltyWindowMs / 1000} s`,
+      );
     }
-    if ((perAddress.get(hostname) ?? 0) >= settings.maxPerAddress) {
-      return `too many connections from ${hostname} (at most ${settings.maxPerAddress} per address)`;
+    for (const connected of dropped) {
+      if (connected.dropped) continue;
+      connected.dropped = why;
+      log.error(`${connected.link.peer} ${why}`);
+      void connected.link.fail(why);
     }
-    const penalty = options.password === undefined ? 0 : guesses.remaining(addressKey(hostname));
-    if (penalty > 0) {
-      return `too many wrong passwords from ${hostname}: refused for ${
-        Math.ceil(penalty / 60_000)
-      } more min`;
-    }
-    return undefined;
   }
 
   async function serve(conn: Connection, peerName?: string): Promise<void> {
@@ -280,15 +325,37 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       maxQueuedBytes: settings.maxQueuedBytes,
     });
     const peer = link.peer;
-    const refused = refusal(link.hostname);
-    if (refused) {
-      log.error(`${peer} refused: ${refused}`);
-      await link.fail(refused);
+    const guessing = options.password === undefined
+      ? 0
+      : guesses.remaining(addressKey(link.hostname));
+    if (guessing > 0) {
+      const reason = `too many wrong passwords from ${link.hostname}: refused for ${
+        Math.ceil(guessing / 60_000)
+      } more min`;
+      log.error(`${peer} refused: ${reason}`);
+      await link.fail(reason);
       return;
     }
     const connected: Connected = { link };
+    const admitted = stopping
+      ? { ok: false as const, reason: "server shutting down", drop: [] }
+      : admission.admit(connected, link.hostname);
+    drop(admitted.drop, EVICTED, admitted.penalized);
+    if (!admitted.ok) {
+      // A penalized address is refused in floods: one line a second says so.
+      const report = admitted.penalizedKey === undefined
+        ? { say: true, unsaid: 0 }
+        : penaltyReports.report(admitted.penalizedKey);
+      if (report.say) {
+        const unsaid = report.unsaid > 0
+          ? ` (${report.unsaid} more refused since the last line)`
+          : "";
+        log.error(`${peer} refused: ${admitted.reason}${unsaid}`);
+      }
+      await link.fail(admitted.reason);
+      return;
+    }
     connections.add(connected);
-    perAddress.set(link.hostname, (perAddress.get(link.hostname) ?? 0) + 1);
     log.success(`Connection from ${peer}`);
     try {
       const session = await serverHandshake(link, {
@@ -299,10 +366,12 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         hostKey,
         password: options.password,
       });
+      if (connected.dropped) return; // already logged
       if (session === null) {
         log.info(`${peer} disconnected before the handshake`);
         return;
       }
+      admission.established(connected);
       if (!log.quiet) {
         log.info(`Received client public key: ${describeBigint(session.peerPublicKey, reveal)}`);
         log.info(`Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`);
@@ -346,9 +415,10 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         } else log.info(`${name} (${peer}) sent /${result.kind === "who" ? "who" : result.word}`);
       });
       room.leave(member);
-      reportEnd(`${member.name} (${peer})`, end);
+      // A removed member's end was told in the operator's one line.
+      if (!member.removed) reportEnd(`${member.name} (${peer})`, end);
     } catch (error) {
-      if (link.closed && stopping) return; // closed by our shutdown: not the client's fault
+      if ((link.closed && stopping) || connected.dropped) return; // closed by us: already told
       if (error instanceof WrongPasswordError) {
         const penalized = guesses.strike(addressKey(link.hostname));
         log.error(
@@ -365,9 +435,8 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     } finally {
       link.close();
       connections.delete(connected);
-      const left = (perAddress.get(link.hostname) ?? 1) - 1;
-      if (left > 0) perAddress.set(link.hostname, left);
-      else perAddress.delete(link.hostname);
+      const released = admission.release(connected, !stopping);
+      drop(released.drop, "dropped: its address is refused now", released.penalized);
     }
   }
 
@@ -413,6 +482,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
   }
 
   function operator(line: string): void {
+    if (line === "") return; // Enter alone: nothing to send, nothing to say
     const result = room.operator(line);
     switch (result.kind) {
       case "chat":
@@ -425,8 +495,19 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         return;
       }
       case "kicked":
-        log.info(`Kicked ${result.member.name} (${result.member.address})`);
+        log.info(`Kicked ${result.members.map((m) => `${m.name} (${m.address})`).join(", ")}`);
         return;
+      case "banned": {
+        const banned = admission.ban(result.key, result.minutes * 60_000);
+        drop(banned.drop, "dropped: its address is banned");
+        const removed = result.members.map((m) => `${m.name} (${m.address})`).join(", ");
+        log.info(
+          `Banned ${banned.key} for ${count(result.minutes, "minute")}${
+            removed ? `; removed ${removed}` : ""
+          }`,
+        );
+        return;
+      }
       case "refused":
         log.error(sentence(result.reason));
         return;
@@ -449,6 +530,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         else link.close();
       }
       await Promise.all(handlers);
+      room.close();
       stopped();
     })();
 
@@ -499,9 +581,18 @@ Options:
   --prime P                 with --toy: use prime P instead of 23
   --generator G             with --toy: use generator G (2 … p − 2) instead of 5
   --private-key B           with --toy: use private key B instead of 3
-  --max-clients N           most simultaneous clients (default ${SERVER_DEFAULTS.maxClients})
-  --max-per-address N       most simultaneous connections from one address
-                            (default ${SERVER_DEFAULTS.maxPerAddress})
+  --max-clients N           most simultaneous clients, handshakes included
+                            (default ${SERVER_DEFAULTS.maxClients})
+  --max-handshakes N        most connections still in their handshake; when
+                            full, the oldest is dropped for a newcomer
+                            (default ${SERVER_DEFAULTS.maxHandshakes})
+  --max-per-address N       most simultaneous connections from one address, an
+                            IPv6 /64 counting as one (default ${SERVER_DEFAULTS.maxPerAddress})
+  --penalty SECS            refuse an address this long once ${SERVER_DEFAULTS.penaltyStrikes} of its
+                            connections end without a handshake within ${
+  SERVER_DEFAULTS.penaltyWindowMs / 1000
+} s
+                            (default ${SERVER_DEFAULTS.penaltyMs / 1000}; 0 turns it off)
   --max-line BYTES          longest line accepted (default ${SERVER_DEFAULTS.maxLine})
   --handshake-timeout SECS  time a client has to send its key, and to finish
                             any line it starts (default ${
@@ -526,7 +617,8 @@ Options:
   -h, --help                show this help
 
 Type a line to send it to every client. Commands: /who lists the clients,
-/kick NAME ends one's session; start a line with // to send one beginning with /.
+/kick ADDRESS (or NAME) ends their sessions, /ban ADDRESS [MINUTES] (default 60)
+also refuses that address; start a line with // to send one beginning with /.
 
 Exit codes: 0 ok, 1 failure, 2 usage error.`;
 
@@ -551,6 +643,8 @@ export function parseServerArgs(args: string[]): ServerCommand {
     generator: { type: "string" },
     "max-clients": { type: "string" },
     "max-per-address": { type: "string" },
+    "max-handshakes": { type: "string" },
+    penalty: { type: "string" },
     "handshake-timeout": { type: "string" },
     "write-timeout": { type: "string" },
     "host-key-file": { type: "string" },
@@ -571,6 +665,8 @@ export function parseServerArgs(args: string[]): ServerCommand {
     name,
     maxClients: flags.integer("max-clients", 1, 100_000),
     maxPerAddress: flags.integer("max-per-address", 1, 100_000),
+    maxHandshakes: flags.integer("max-handshakes", 1, 100_000),
+    penaltyMs: flags.milliseconds("penalty", true),
     handshakeTimeoutMs: flags.milliseconds("handshake-timeout"),
     keepaliveMs: flags.milliseconds("keepalive", true),
     writeTimeoutMs: flags.milliseconds("write-timeout"),
@@ -614,8 +710,11 @@ function groupOptions(flags: Flags, toy: boolean): Partial<ServerOptions> {
     throw new UsageError(`bad --prime/--generator: ${(error as Error).message}`);
   }
   const privateKey = flags.bigint("private-key") ?? TOY_SERVER_PRIVATE_KEY;
-  if (privateKey < 1n || privateKey > group.p - 2n) {
-    throw new UsageError(`--private-key must be from 1 to p - 2 = ${group.p - 2n}`);
+  try {
+    checkPrivateKey(group, privateKey);
+  } catch (error) {
+    // The client's words for the same refusal (transport.ts, clientHandshake).
+    throw new UsageError(`cannot use this private key: ${(error as Error).message}`);
   }
   return { group, cipher: TOY_CIPHER, privateKey };
 }
@@ -635,6 +734,16 @@ function maxLineFor(flags: Flags, group: DhGroup): number | undefined {
 /** The command-line entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const output = new Output();
+  try {
+    return await serve(args, output);
+  } finally {
+    // Bounded: a terminal that stays stuck does not keep the server from ending.
+    await output.settle();
+  }
+}
+
+/** `main` with its output: runs the server until a signal or the operator stops it. */
+async function serve(args: string[], output: Output): Promise<number> {
   const command = readCommand(args, parseServerArgs, USAGE, output);
   if (typeof command === "number") return command;
   const log = createLogger({ quiet: command.quiet, output });
@@ -662,7 +771,6 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     const where = `${options.host ?? SERVER_DEFAULTS.host}:${options.port ?? SERVER_DEFAULTS.port}`;
     log.error(`Cannot listen on ${where}: ${describeError(error)}`);
-    output.flush();
     return EXIT.FAILURE;
   }
   log.notice(`Server listening on ${server.addr!.hostname}:${server.addr!.port}`);
@@ -685,7 +793,6 @@ export async function main(args: string[]): Promise<number> {
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   log.notice("Server stopped");
-  output.flush();
   return EXIT.OK;
 }
 
@@ -713,7 +820,7 @@ function readOperator(
       const line = await input.next().catch(() => null);
       if (line === null) return;
       if ("refused" in line) log.error(`Line not sent: ${line.refused}`);
-      else if (line.text !== "") server.operator(line.text);
+      else server.operator(line.text);
     }
   })();
   return input;

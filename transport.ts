@@ -821,6 +821,8 @@ export class HostKeyError extends ProtocolError {
   readonly pinned: boolean;
 
   /**
+   * The refusal of the server at `address`.
+   *
    * @param address the address dialled
    * @param expected the fingerprint expected
    * @param presented the server's, if it sent one

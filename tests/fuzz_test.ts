@@ -906,6 +906,8 @@ Deno.test("soak: 300 concurrent clients × 30 messages through one server, none 
   const server = startServer({
     listen: false,
     maxClients: CLIENTS,
+    // All at once on purpose: every handshake may wait its turn (no eviction).
+    maxHandshakes: CLIENTS,
     handshakeTimeoutMs: 60_000,
     logger: silentLogger(serverErrors),
     onMessage: ({ peer, seq, text }) => {

@@ -706,11 +706,10 @@ function neverReadingServer() {
   return { connection, handshake: server };
 }
 
-Deno.test("item 4: client writes are bounded — against a server that never reads, exit 1 within about its timeout", async () => {
+Deno.test("item 4: client writes are bounded — against a server that never reads, exit 1 within about two timeouts of the session", async () => {
   const TIMEOUT = 1000;
   const { connection, handshake } = neverReadingServer();
   const log = new PrintedLog();
-  const started = performance.now();
   const code = await within(
     runClient({
       connection,
@@ -719,17 +718,24 @@ Deno.test("item 4: client writes are bounded — against a server that never rea
       logger: log,
       timeoutMs: TIMEOUT,
     }),
-    10_000,
+    20_000,
     () => `runClient against a server that never reads (printed:\n${log.text()})`,
   );
-  const elapsed = performance.now() - started;
+  const ended = performance.now();
   await handshake;
-  console.log(`  ended after ${elapsed.toFixed(0)} ms (timeout ${TIMEOUT} ms)`);
   assert.equal(code, 1, log.text());
-  // An unbounded write never ends (the 10 s ceiling above); the bound is one
-  // timeout for the stuck write, plus the time to count the unsent input.
+  // Timed from the session (the first write starts after it), not from the
+  // call: the handshake is not what is bounded, and on a loaded machine it
+  // alone can take a second. An unbounded write never ends (the 20 s ceiling
+  // above); the bound is one timeout for the stuck write, plus at most one
+  // more to count the unsent input, plus 2 s for a loaded machine (timed
+  // from the call, 2960 ms was once seen on a busy 2-core machine).
+  const established = log.lines.find((l) => /Session established/.test(l.text));
+  assert.ok(established, log.text());
+  const elapsed = ended - established.at;
+  console.log(`  ended ${elapsed.toFixed(0)} ms after the session began (timeout ${TIMEOUT} ms)`);
   assert.ok(elapsed >= TIMEOUT - 50, `gave up after ${elapsed.toFixed(0)} ms, before its timeout`);
-  assert.ok(elapsed < 2 * TIMEOUT + 500, `took ${elapsed.toFixed(0)} ms`);
+  assert.ok(elapsed < 2 * TIMEOUT + 2000, `took ${elapsed.toFixed(0)} ms`);
   assert.ok(log.errors.some((l) => /input lines? not sent/.test(l)), log.errors.join("\n"));
 });
 
@@ -773,7 +779,6 @@ Deno.test({
       return link; // never read again
     })();
     const log = new PrintedLog();
-    const started = performance.now();
     try {
       const code = await within(
         runClient({
@@ -786,10 +791,15 @@ Deno.test({
         15_000,
         () => `runClient against a TCP server that never reads:\n${log.text()}`,
       );
-      const elapsed = performance.now() - started;
-      console.log(`  ended after ${elapsed.toFixed(0)} ms (timeout ${TIMEOUT} ms)`);
+      // Timed from the session, as over memory above: the handshake is not what is bounded.
+      const established = log.lines.find((l) => /Session established/.test(l.text));
+      assert.ok(established, log.text());
+      const elapsed = performance.now() - established.at;
+      console.log(
+        `  ended ${elapsed.toFixed(0)} ms after the session began (timeout ${TIMEOUT} ms)`,
+      );
       assert.equal(code, 1, log.text());
-      assert.ok(elapsed < 3 * TIMEOUT + 1000, `took ${elapsed.toFixed(0)} ms`);
+      assert.ok(elapsed < 3 * TIMEOUT + 2000, `took ${elapsed.toFixed(0)} ms`);
       assert.ok(log.errors.some((l) => /write timed out|not reading/.test(l)), log.text());
     } finally {
       listener.close();
@@ -872,8 +882,8 @@ async function byeAfterFirstLine(srv: TestServer) {
 Deno.test("item 5: the server's bye before the end of input — exit 1 and the unsent lines are reported", async () => {
   await using srv = testServer();
   const { input, log, run } = await byeAfterFirstLine(srv);
-  // `exit` ends the input: the line after it is not counted as lost.
-  for (const line of ["two", "three", "exit", "after exit"]) typeUnlessClosed(input, line);
+  // `/quit` ends the input: the line after it is not counted as lost.
+  for (const line of ["two", "three", "/quit", "after quit"]) typeUnlessClosed(input, line);
   input.end();
   const code = await within(run, 10_000, "runClient");
   assert.equal(code, 1, log.text());
@@ -902,14 +912,29 @@ Deno.test("item 5: the server's bye while input stays open — exit 1 at once, t
   );
 });
 
-Deno.test("item 5: the server's bye while input stays open and idle — nothing lost, exit 0", async () => {
+Deno.test("issue 18 §4: the server's bye while piped input stays open and idle — exit 1, and says so", async () => {
   await using srv = testServer();
   const { input, log, run } = await byeAfterFirstLine(srv);
   const code = await within(run, 5000, "runClient with its input still open");
   input.end();
-  assert.equal(code, 0, log.text());
-  assert.deepEqual(log.errors, []);
-  assert.ok(log.texts().includes("[*] Server ended the session"), log.text());
+  assert.equal(code, 1, log.text());
+  assert.deepEqual(log.errors, ["[!] The server ended the session before the end of the input"]);
+});
+
+Deno.test("issue 18 §4: the server's bye at a terminal — the session simply ends, exit 0", async () => {
+  await using srv = testServer();
+  const client = typedClient(
+    { connection: srv.server.connect(), timeoutMs: 3000, interactive: true },
+    new PrintedLog(),
+  );
+  client.type("one");
+  await eventually(() => srv.sink.texts().length === 1, "line one at the server");
+  await within(srv.server.close(), 5000, "server close");
+  const code = await within(client.run, 5000, "runClient at a terminal");
+  client.input.end();
+  assert.equal(code, 0, client.log.text());
+  assert.deepEqual(client.log.errors, []);
+  assert.ok(client.log.texts().includes("[*] Server ended the session"), client.log.text());
 });
 
 Deno.test("item 6: Ctrl-C while waiting for the hello (in memory) ends at once, not after the timeout", async () => {
@@ -1024,7 +1049,7 @@ Deno.test({
 });
 
 Deno.test("item 7: leaving with unacknowledged messages takes at most about one timeout in total", async () => {
-  const TIMEOUT = 1500;
+  const TIMEOUT = 2000;
   for (const serverReadsBye of [false, true]) {
     let readBoth!: () => void;
     const bothRead = new Promise<void>((resolve) => readBoth = resolve);
@@ -1055,11 +1080,12 @@ Deno.test("item 7: leaving with unacknowledged messages takes at most about one 
       log.text(),
     );
     // Lower bound: it did wait for the acks (a timer cannot fire early).
-    // Upper bound: one timeout for acks and bye together, with 700 ms of
-    // slack for a few event-loop turns; waiting for the acks and then for
-    // the bye each with its own timeout would take 2 × 1500 ms.
+    // Upper bound: one timeout for acks and bye together, with 1500 ms of
+    // slack for a loaded machine (two CPU hogs on 2 cores added ~200 ms);
+    // waiting for the acks and then for the bye each with its own timeout
+    // would take 2 × 2000 ms, above the bound.
     assert.ok(elapsed >= TIMEOUT - 100, `left after only ${elapsed.toFixed(0)} ms`);
-    assert.ok(elapsed < TIMEOUT + 700, `leaving took ${elapsed.toFixed(0)} ms`);
+    assert.ok(elapsed < TIMEOUT + 1500, `leaving took ${elapsed.toFixed(0)} ms`);
   }
 });
 
@@ -1452,6 +1478,8 @@ Deno.test("item 12: a full server says 'server full (1 client)', and '(2 clients
     const { server, serverLog: log } = srv;
     const held = [];
     for (let i = 0; i < max; i++) held.push(await rawClientHandshake(server.connect(`held-${i}`)));
+    // Sessions, not handshakes: a handshake would be dropped for the newcomer.
+    await eventually(() => server.members.length === max, "the sessions established", 5000);
     const extra = new RawPeer(server.connect("extra"));
     const before = await expectErrorFrame(extra, /./);
     assert.deepEqual(before, [], "no hello for a refused connection");

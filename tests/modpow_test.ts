@@ -6,9 +6,9 @@
  * and full-length exponents.
  *
  * Needs `run: node` (`deno test -P tests/modpow_test.ts`). Without it, or
- * without Node installed, the test is reported as ignored and a line says so.
- * A `node` that is not Node.js with OpenSSL (under Deno, `node` may resolve
- * to Deno itself) fails the test: comparing Deno with Deno proves nothing.
+ * without Node.js installed (then Deno runs itself for `node`: comparing Deno
+ * with Deno would prove nothing), the test is reported as ignored and a line
+ * says so; with DHX_REQUIRE_TOOLS=1 (CI) a missing Node.js fails it.
  *
  * dh_test.ts checks the same functions against Deno's in-process node:crypto
  * on other inputs (its own seed, plus fixed edge cases); no case is shared.
@@ -16,7 +16,7 @@
 
 import assert from "node:assert/strict";
 import { derivePublicKey, type DhGroup, fixedBaseModpow, GROUPS, modpow } from "../dh.ts";
-import { lacks, seededRandom } from "./support.ts";
+import { checkNode, seededRandom } from "./support.ts";
 
 /** This file's seed (dh_test.ts uses another): failures reproduce. */
 const SEED = 0x6f70_656e;
@@ -26,69 +26,7 @@ const RFC_GROUPS: readonly DhGroup[] = Object.values(GROUPS).filter((g) => g.nam
 
 // ── Is `node` Node.js with OpenSSL? ─────────────────────────────────────────
 
-const PROBE = "process.stdout.write(JSON.stringify({deno: typeof Deno, " +
-  "node: process.version, openssl: process.versions.openssl ?? null}))";
-
-interface NodeCheck {
-  /** Report the test as ignored: node cannot be run at all. */
-  readonly ignore: boolean;
-  /** Why the test must fail (node runs but is not usable as the oracle). */
-  readonly problem?: string;
-  /** "Node v20…, OpenSSL 3…" once confirmed. */
-  readonly version?: string;
-}
-
-function loud(message: string): void {
-  console.log(`\n[!] tests/modpow_test.ts: ${message}\n`);
-}
-
-function checkNode(): NodeCheck {
-  if (lacks("run")) {
-    loud(
-      "node may not be run here (no run permission, or not on PATH): the OpenSSL comparison is " +
-        "IGNORED, not passed (deno test -P)",
-    );
-    return { ignore: true };
-  }
-  let output: Deno.CommandOutput;
-  try {
-    output = new Deno.Command("node", { args: ["-e", PROBE], stdout: "piped", stderr: "piped" })
-      .outputSync();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      loud("`node` is not installed: the OpenSSL comparison is IGNORED, not passed");
-      return { ignore: true };
-    }
-    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
-      loud(`\`node\` cannot be run (${error.name}): the OpenSSL comparison is IGNORED, not passed`);
-      return { ignore: true };
-    }
-    return { ignore: false, problem: `starting node failed: ${error}` };
-  }
-  const stdout = new TextDecoder().decode(output.stdout);
-  const stderr = new TextDecoder().decode(output.stderr);
-  let info: { deno?: unknown; node?: unknown; openssl?: unknown } = {};
-  try {
-    info = JSON.parse(stdout);
-  } catch {
-    // judged below
-  }
-  const problem = !output.success
-    ? `node exited with ${output.code}: ${stderr.trim() || stdout.trim()}`
-    : info.deno !== "undefined"
-    ? `\`node\` is not Node.js (typeof Deno is ${JSON.stringify(info.deno)}): ` +
-      "it would compare Deno with Deno"
-    : typeof info.openssl !== "string" || !/^\d+\.\d+\.\d+/.test(info.openssl)
-    ? `\`node\` reports no OpenSSL version (${JSON.stringify(info.openssl)}): ${stdout}`
-    : undefined;
-  if (problem) {
-    loud(`${problem} — the OpenSSL comparison FAILS`);
-    return { ignore: false, problem };
-  }
-  return { ignore: false, version: `Node ${info.node}, OpenSSL ${info.openssl}` };
-}
-
-const NODE = checkNode();
+const NODE = checkNode("modpow against OpenSSL (tests/modpow_test.ts)");
 
 // ── Cases ───────────────────────────────────────────────────────────────────
 

@@ -250,25 +250,34 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
       assert.equal(stopped.stderr, "", show("server", stopped));
       // (Its exit code is the next test's business.)
       const result = await client.finish();
-      assert.match(result.stdout, /^\[\*\] Server ended the session$/m, show("client", result));
+      assert.match(
+        result.stderr,
+        /^\[!\] The server ended the session before the end of the input$/m,
+        show("client", result),
+      );
       assert.doesNotMatch(result.stderr, /without bye|not acknowledged/, show("client", result));
     },
   );
 }
 
 serverProcessTest(
-  "processes: an idle client whose stdin stays open exits 0 after the server's bye",
+  "processes: a slow producer (a; pause; b) whose server ends the session during the pause: exit 1, and says so",
   [],
   async (server, port) => {
+    // As `(echo a; sleep 3; echo b) | client.ts` with the server stopped during the sleep.
     await using client = openClient(port, ["--timeout", "2"]);
-    await client.write("one line\n");
+    await client.write("a\n");
     await client.waitFor(/^\[\+\] Line 1 acknowledged \(seq 0\)$/m);
     const stopped = await stop(server);
     assert.equal(stopped.code, 0, show("server", stopped));
-    const result = await client.finish();
-    assert.match(result.stdout, /^\[\*\] Server ended the session$/m, show("client", result));
-    assert.equal(result.stderr, "", show("client", result));
-    assert.equal(result.code, 0, show("client", result));
+    const result = await client.finish(); // "b" is never written: the pause outlasts the session
+    assert.equal(result.code, 1, show("client", result));
+    assert.equal(
+      result.stderr,
+      "[!] The server ended the session before the end of the input\n",
+      show("client", result),
+    );
+    assert.match(stopped.stdout, /: a$/m);
   },
 );
 
@@ -291,16 +300,22 @@ serverProcessTest(
 );
 
 serverProcessTest(
-  "processes: `exit` on stdin ends the client; nothing after it is sent",
+  "processes: piped `exit` is sent as text; /quit ends the client, unsent; a line after it: exit 1",
   [],
   async (server, port) => {
     await using client = openClient(port);
-    await client.write("one\nexit\ntwo\n"); // stdin stays open
+    await client.write("one\nexit\n/quit\ntwo\n"); // stdin stays open
     const result = await client.finish();
-    assert.equal(result.code, 0, show("client", result));
+    assert.equal(result.code, 1, show("client", result));
+    assert.equal(result.stderr, "[!] 1 input line after /quit not sent\n", show("client", result));
     await server.waitFor(/^\[\*\] guest1 \(127\.0\.0\.1:\d+\) disconnected$/m);
     assert.match(server.stdout, /^\[\+\] guest1 \(127\.0\.0\.1:\d+\): one$/m);
-    assert.doesNotMatch(server.stdout, /: (two|exit)$/m);
+    assert.match(server.stdout, /^\[\+\] guest1 \(127\.0\.0\.1:\d+\): exit$/m);
+    assert.doesNotMatch(server.stdout, /: (two|\/quit)$/m);
+    // /quit last: nothing left unsent, exit 0.
+    const last = await pipedClient(port, [], "three\n/quit\n");
+    assert.equal(last.code, 0, show("client", last));
+    await server.waitFor(/: three$/m);
   },
 );
 
@@ -409,17 +424,21 @@ serverProcessTest(
 );
 
 serverProcessTest(
-  "processes: the server's stdin: lines go to clients, /who lists them, EOF does not stop it",
+  "processes: the server's stdin: lines go to clients (empty ones nowhere), /who lists them, EOF does not stop it",
   [],
   async (server, port) => {
     await using client = openClient(port);
     await client.waitFor(/Session established/);
     await server.waitFor(/Session with 127\.0\.0\.1:\d+ \(guest1\)/);
-    await server.write("hi\n");
+    // An empty line does nothing: not sent, no "Sent to" (the line after it is).
+    await server.write("\n\nhi\n");
     await client.waitFor(/^\[\+\] server: hi$/m);
     await server.waitFor(/^\[\*\] Sent to 1 client$/m);
     await server.write("/who\n");
     await server.waitFor(/^\[\*\] 1 client in session: guest1 \(127\.0\.0\.1:\d+\)$/m);
+    // (Printed in order: every line before /who's answer is in.)
+    assert.equal(server.stdout.match(/Sent to/g)?.length, 1, show("server", server));
+    assert.doesNotMatch(client.stdout, /^\[\+\] server: $/m, show("client", client));
     await server.closeStdin();
     await client.write("after the operator left\n");
     await server.waitFor(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): after the operator left$/m);
@@ -445,11 +464,13 @@ serverProcessTest(
     await alice.waitFor(/^\[\*\] you are now alice$/m);
     await using bob = openClient(port, ["--name", "bob"]);
     await bob.waitFor(/^\[\*\] you are now bob$/m);
-    await alice.waitFor(/^\[\*\] guest2 is now bob$/m);
+    // Announced once named: "bob joined", never "guest2 joined" then "guest2 is now bob".
+    await alice.waitFor(/^\[\*\] bob joined$/m);
+    await bob.waitFor(/^\[\*\] present: server, alice$/m);
     await using carol = openClient(port, ["--name", "carol"]);
     await carol.waitFor(/^\[\*\] you are now carol$/m);
-    await alice.waitFor(/^\[\*\] guest3 is now carol$/m);
-    await bob.waitFor(/^\[\*\] guest3 is now carol$/m);
+    await alice.waitFor(/^\[\*\] carol joined$/m);
+    await bob.waitFor(/^\[\*\] carol joined$/m);
     await alice.write("hi from alice\n");
     await bob.waitFor(/^\[\+\] alice: hi from alice$/m);
     await carol.waitFor(/^\[\+\] alice: hi from alice$/m);
@@ -470,6 +491,7 @@ serverProcessTest(
     assert.doesNotMatch(alice.stdout, /^\[\+\] alice: /m);
     assert.doesNotMatch(carol.stdout, /^\[\+\] carol: /m);
     assert.equal(bob.stdout.match(/^\[\+\] (alice|carol): hi from/gm)?.length, 2, bob.stdout);
+    assert.doesNotMatch(alice.stdout, /guest\d/, "nobody was seen under a guest name");
   },
 );
 
@@ -499,5 +521,25 @@ serverProcessTest(
       show("first", first),
     );
     assert.doesNotMatch(server.stdout, /no room/);
+  },
+);
+
+serverProcessTest(
+  "processes: --toy --private-key 11 (public key 22 = p − 1) is refused by both scripts, with one message",
+  ["--toy"],
+  async (server, port) => {
+    const reason = "annot use this private key: private key 11 gives the public key 22, " +
+      "which every peer refuses";
+    const refused = await runScript("server.ts", ["--toy", "--private-key", "11", "--port", "0"]);
+    assert.equal(refused.code, 2, show("server --private-key 11", refused));
+    assert.equal(refused.stdout, "", show("server --private-key 11", refused));
+    assert.deepEqual(linesOf(refused.stderr), [`[!] C${reason} (see --help)`]);
+    // The client learns the group from the hello, and refuses before sending its key.
+    const client = await pipedClient(port, ["--toy", "--private-key", "11"], "never sent\n");
+    assert.equal(client.code, 1, show("client --private-key 11", client));
+    assert.deepEqual(linesOf(client.stderr), [`[!] C${reason}`], show("client", client));
+    assert.doesNotMatch(client.stdout, /Sending public key|Session established/);
+    await server.waitFor(/^\[!\] 127\.0\.0\.1:\d+: peer reported an error: /m, 10_000, "stderr");
+    assert.doesNotMatch(server.stdout, /Received client public key|never sent/);
   },
 );

@@ -381,6 +381,51 @@ Deno.test("room of three: lines with names, join/leave/rename notices, never one
   });
 });
 
+Deno.test("room notices: 'bob joined' under --name, 'present:', a taken name, a removal told as such", async () => {
+  await withRoom({ room: true }, async ({ server, serverLog, open }) => {
+    const alice = open({ name: "alice" });
+    await alice.log.waitFor(/^\[\*\] you are now alice$/);
+    await alice.log.waitFor(/^\[\*\] present: server$/);
+    const bob = open({ name: "bob" });
+    await bob.log.waitFor(/^\[\*\] present: server, alice$/);
+    await alice.log.waitFor(/^\[\*\] bob joined$/);
+    // A taken --name: told which guest it is; the others see that guest join, once.
+    const late = open({ name: "alice" });
+    await late.log.waitFor(
+      /^\[\*\] name "alice" is taken; you are guest3 \(choose another with \/name\)$/,
+    );
+    await alice.log.waitFor(/^\[\*\] guest3 joined$/);
+    await bob.log.waitFor(/^\[\*\] guest3 joined$/);
+    // /kick: the others are told of a removal, not of a leave; the server says it once.
+    server.operator("/kick bob");
+    await alice.log.waitFor(/^\[\*\] bob was removed by the operator$/);
+    await bob.tap.until(() => bob.tap.clientEnded, "bob's client to close");
+    bob.end();
+    assert.equal(await exitOf(bob), 1, bob.log.dump());
+    assert.ok(
+      bob.log.of("error").some((l) => /You were removed by the server's operator/.test(l)),
+      bob.log.dump(),
+    );
+    await eventually(() => server.members.length === 2, "bob gone");
+    late.end();
+    await alice.log.waitFor(/^\[\*\] guest3 left$/);
+    const seen = alice.log.of("info").filter((l) => /joined|left|removed|is now|present/.test(l));
+    assert.deepEqual(seen, [
+      "present: server",
+      "bob joined",
+      "guest3 joined",
+      "bob was removed by the operator",
+      "guest3 left",
+    ]);
+    assert.deepEqual(
+      serverLog.lines.filter((l) => /\bbob\b/.test(l) && !/is now|Session with/.test(l)),
+      ["[*] Kicked bob (memory:2)"],
+    );
+    alice.end();
+    assert.equal(await exitOf(alice), 0, alice.log.dump());
+  });
+});
+
 Deno.test("default mode: no relay and no join/leave notices between clients", async () => {
   await withRoom({}, async ({ serverLog, sink, open }) => {
     const a = open();
@@ -413,10 +458,15 @@ Deno.test("commands: /name conflicts and invalid names, /who, // escaping, unkno
     const b = open();
     await a.log.waitFor(/guest2 joined/);
     const answers: [Client, string, string][] = [
-      [a, "/name boss", `name not changed: "boss" is already taken`],
+      [a, "/name boss", `name "boss" is taken; you are guest1 (choose another with /name)`],
+      [
+        a,
+        "/name b0ss.",
+        `name "b0ss." is too like "Boss"; you are guest1 (choose another with /name)`,
+      ],
       [a, "/name Alice", "you are now Alice"],
-      [b, "/name ALICE", `name not changed: "ALICE" is already taken`],
-      [b, "/name alice", `name not changed: "alice" is already taken`],
+      [b, "/name ALICE", `name "ALICE" is taken; you are guest2 (choose another with /name)`],
+      [b, "/name alice", `name "alice" is taken; you are guest2 (choose another with /name)`],
       [
         b,
         "/name bad name",
@@ -430,6 +480,12 @@ Deno.test("commands: /name conflicts and invalid names, /who, // escaping, unkno
       [b, "/name", "name not changed: a name is needed: /name NAME"],
       [b, "/name émile", "name not changed: a name is 1 to 24 characters from A-Z a-z 0-9 _ - ."],
       [b, "/name " + "y".repeat(24), "you are now " + "y".repeat(24)],
+      [b, "/name ALICE_", `name not changed: "ALICE_" is too like "Alice"`],
+      [
+        b,
+        "/name guest9",
+        `name not changed: "guest9" is not yours: guest names are given by the server`,
+      ],
       [b, "/name b.o-b_2", "you are now b.o-b_2"],
       [a, "/name Alice", "you are now Alice"], // its own name again: allowed
       [a, "/who", "present: Boss, Alice, b.o-b_2"],
@@ -461,9 +517,10 @@ Deno.test("commands: /name conflicts and invalid names, /who, // escaping, unkno
         `${line} → ${answer}:\n${client.log.dump()}`,
       );
     }
-    // Exactly one notice per command (plus a's notices of b joining and renaming twice).
-    await a.tap.until(() => a.tap.count("toClient", "notice") === 4 + 3, "a's notices");
-    await b.tap.until(() => b.tap.count("toClient", "notice") === 10 + 1, "b's notices");
+    // Exactly one notice per command, plus "present:" on joining, and a's
+    // notices of b joining and renaming twice, and b's of a's rename.
+    await a.tap.until(() => a.tap.count("toClient", "notice") === 5 + 1 + 3, "a's notices");
+    await b.tap.until(() => b.tap.count("toClient", "notice") === 12 + 1 + 1, "b's notices");
     // `//` escaping: sent as a chat line without its first slash.
     a.type("//shrug");
     a.type("///three");
@@ -496,7 +553,9 @@ Deno.test("--name: /name goes right after the handshake and the answer is shown"
     await serverLog.waitFor(/^\[\*\] guest1 \(memory:1\) is now carol$/);
     // A taken name (the operator's, any case): the refusal is shown.
     const other = open({ name: "OP" });
-    await other.log.waitFor(/^\[\*\] name not changed: "OP" is already taken$/);
+    await other.log.waitFor(
+      /^\[\*\] name "OP" is taken; you are guest2 \(choose another with \/name\)$/,
+    );
     assert.deepEqual(server.members.map((m) => m.name), ["carol", "guest2"]);
     carol.type("hi");
     await serverLog.waitFor(/^\[\+\] carol \(memory:1\): hi$/);
@@ -561,24 +620,37 @@ Deno.test("operator line: a client that never acks it is reported; the others ar
   });
 });
 
-Deno.test("/kick NAME: that session ends with an error frame; the client exits 1 saying so", async () => {
+Deno.test("/kick NAME: that session ends with an error frame; the client exits 1 saying so; one server line", async () => {
   await withRoom({}, async ({ server, serverLog, sink, open }) => {
     const mallory = open({ name: "mallory" });
     await mallory.log.waitFor(/you are now mallory/);
     const bystander = open();
     await serverLog.waitFor(/Session with memory:2/);
     server.operator("/kick nobody");
-    await serverLog.waitFor(/^\[!\] Nobody called "nobody" is here$/);
+    await serverLog.waitFor(
+      /^\[!\] Nobody here is called "nobody" or connects from it \(see \/who\)\.?$/,
+    );
+    server.operator("/kick");
+    await serverLog.waitFor(/^\[!\] Usage: \/kick ADDRESS/);
     server.operator("/kick MALLORY");
     await serverLog.waitFor(/^\[\*\] Kicked mallory \(memory:1\)$/);
     await mallory.tap.until(() => mallory.tap.clientEnded, "the kicked client to close");
     mallory.end();
     assert.equal(await exitOf(mallory), 1, mallory.log.dump());
     const last = tryParse(mallory.tap.toClient.at(-1));
-    assert.deepEqual(last, { type: "error", message: "kicked by the server's operator" });
+    assert.deepEqual(last, { type: "error", message: "You were removed by the server's operator" });
     assert.ok(
-      mallory.log.of("error").some((e) => /kicked by the server's operator/.test(e)),
+      mallory.log.of("error").some((e) => /You were removed by the server's operator/.test(e)),
       mallory.log.dump(),
+    );
+    // The server said it in one line: nothing more about mallory's end.
+    await eventually(() => server.members.length === 1, "mallory gone");
+    await sleep(200);
+    assert.deepEqual(
+      serverLog.lines.filter((l) => /mallory/.test(l) && /^\[[!*]\]/.test(l) && !/is now/.test(l)),
+      [
+        "[*] Kicked mallory (memory:1)",
+      ],
     );
     assert.ok(!mallory.tap.types("toServer").includes("bye"), mallory.tap.dump());
     assert.deepEqual(server.members.map((m) => m.name), ["guest2"]);
@@ -969,27 +1041,40 @@ Deno.test("stdin lines too long for a record or not valid UTF-8 are refused one 
   }
 });
 
-Deno.test("an `exit` line ends the session; nothing after it is sent; exit 0", async () => {
+Deno.test("piped, `exit` is a line like any other; /quit ends the session, never sent; lines after it: exit 1", async () => {
   await withRoom({}, async ({ serverLog, sink, open }) => {
     const client = open();
+    for (const line of ["one", "exit", "two", "/quit", "three"]) client.type(line);
+    // The input stays open: /quit alone must end the session.
+    assert.equal(await exitOf(client), 1, client.log.dump());
+    await serverLog.waitFor(/^\[\*\] guest1 \(memory:1\) disconnected$/);
+    assert.deepEqual(sink.texts(), ["one", "exit", "two"]);
+    assert.deepEqual(client.tap.types("toServer"), ["key", "msg", "msg", "msg", "bye"]);
+    assert.ok(
+      client.log.of("error").includes("1 input line after /quit not sent"),
+      client.log.dump(),
+    );
+  });
+  // /quit as the last line: nothing lost, exit 0. " exit", "exit " and "EXIT" are lines too.
+  await withRoom({}, async ({ sink, open }) => {
+    const client = open();
+    for (const line of [" exit", "exit ", "EXIT", "/quit"]) client.type(line);
+    client.end();
+    assert.equal(await exitOf(client), 0, client.log.dump());
+    assert.deepEqual(sink.texts(), [" exit", "exit ", "EXIT"]);
+  });
+});
+
+Deno.test("at a terminal, `exit` alone ends the session; nothing after it is sent; exit 0", async () => {
+  await withRoom({}, async ({ serverLog, sink, open }) => {
+    const client = open({ interactive: true });
     client.type("one");
     client.type("exit");
     client.type("two");
-    // The input stays open: `exit` alone must end the session.
     assert.equal(await exitOf(client), 0, client.log.dump());
     await serverLog.waitFor(/^\[\*\] guest1 \(memory:1\) disconnected$/);
     assert.deepEqual(sink.texts(), ["one"]);
     assert.deepEqual(client.tap.types("toServer"), ["key", "msg", "bye"]);
-    // " exit" and "exit " are ordinary lines.
-  });
-  await withRoom({}, async ({ sink, open }) => {
-    const client = open();
-    client.type(" exit");
-    client.type("exit ");
-    client.type("EXIT");
-    client.end();
-    assert.equal(await exitOf(client), 0, client.log.dump());
-    assert.deepEqual(sink.texts(), [" exit", "exit ", "EXIT"]);
   });
 });
 
@@ -1086,5 +1171,24 @@ Deno.test("second Ctrl-C (forceSignal): leaves at once without the acks; exit 1"
     );
   } finally {
     cleanup();
+  }
+});
+
+Deno.test("session: a client line of 1000 × € arrives whole, and so does the operator's answer", async () => {
+  // 3 UTF-8 bytes per UTF-16 unit: the case a seal buffer sized too small cuts.
+  const line = "€".repeat(1000);
+  for (const options of [{}, { group: GROUPS.toy, cipher: TOY_CIPHER, privateKey: 3n }]) {
+    await withServer(options, async ({ client, server, sink }) => {
+      const c = client({ toy: options.cipher === TOY_CIPHER });
+      c.type(line);
+      await sink.waitForCount(1);
+      assert.equal(sink.texts()[0].length, 1000);
+      assert.equal(sink.texts()[0], line);
+      server.operator("¥" + line);
+      const shown = await c.log.waitFor(/^\[\+\] server: ¥/);
+      assert.equal(shown, `[+] server: ¥${line}`);
+      c.end();
+      assert.equal(await within(c.run, 10_000, "the client's end"), 0, c.log.dump());
+    });
   }
 });

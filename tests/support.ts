@@ -75,10 +75,102 @@ export function lacks(...needs: (keyof typeof CAN)[]): boolean {
   return !needs.every((need) => CAN[need]);
 }
 
-if (!CAN.net || !CAN.run) {
+// Every test file loads this module in an isolate of its own, so nothing here
+// can tell a run's first file from the others: the banner is printed by the
+// file a whole run starts with (dh_test.ts), once instead of once per file.
+if ((!CAN.net || !CAN.run) && Deno.mainModule.endsWith("/dh_test.ts")) {
   console.log(
     "[*] Tests that need the network or subprocesses are ignored in this run; `deno test -P` runs them all.",
   );
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// Optional tools (node, openssl)
+// ───────────────────────────────────────────────────────────────────────────
+
+/**
+ * Whether a missing optional tool must fail its tests instead of having them
+ * ignored: `DHX_REQUIRE_TOOLS=1`, which CI (.ci/run) sets, where the tools
+ * are installed and must be used.
+ */
+export const REQUIRE_TOOLS: boolean = granted({ name: "env", variable: "DHX_REQUIRE_TOOLS" }) &&
+  Deno.env.get("DHX_REQUIRE_TOOLS") === "1";
+
+/** Whether an optional tool can serve the tests that need it. */
+export interface ToolCheck {
+  /** Report those tests as ignored: no permission to run it, or it is missing and not required. */
+  readonly ignore: boolean;
+  /** Why those tests must fail instead: missing under DHX_REQUIRE_TOOLS=1, or not what it claims. */
+  readonly problem?: string;
+  /** What was found ("Node v20.11.1, OpenSSL 3.0.13"; "OpenSSL 3.0.13 …"). */
+  readonly version?: string;
+}
+
+/** A missing tool: one line saying so and the tests ignored, or a failure under DHX_REQUIRE_TOOLS=1. */
+function missingTool(reason: string, tests: string): ToolCheck {
+  if (REQUIRE_TOOLS) {
+    return { ignore: false, problem: `${reason} (DHX_REQUIRE_TOOLS=1 requires it)` };
+  }
+  console.log(`[!] ${tests} IGNORED, not passed: ${reason}`);
+  return { ignore: true };
+}
+
+/** Starts `command args` and collects its output; null if it is not installed. */
+function runTool(command: string, args: string[]): Deno.CommandOutput | null {
+  try {
+    return new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).outputSync();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+const NODE_PROBE = "process.stdout.write(JSON.stringify({deno: typeof Deno, " +
+  "node: process.version, openssl: process.versions.openssl ?? null}))";
+
+/**
+ * Whether `node` is Node.js with OpenSSL, for the tests named by `tests`.
+ * Deno runs itself for `node` when Node.js is not installed: that counts as
+ * missing (comparing Deno with Deno would prove nothing).
+ */
+export function checkNode(tests: string): ToolCheck {
+  if (!CAN.run) return { ignore: true };
+  const output = runTool("node", ["-e", NODE_PROBE]);
+  if (output === null) return missingTool("Node.js (`node`) is not installed", tests);
+  const stdout = new TextDecoder().decode(output.stdout);
+  let info: { deno?: unknown; node?: unknown; openssl?: unknown } = {};
+  try {
+    info = JSON.parse(stdout);
+  } catch {
+    // judged below
+  }
+  if (output.success && info.deno !== "undefined") {
+    return missingTool("Node.js is not installed (`node` runs Deno itself)", tests);
+  }
+  const problem = !output.success
+    ? `node exited with ${output.code}: ${new TextDecoder().decode(output.stderr).trim()}`
+    : typeof info.openssl !== "string" || !/^\d+\.\d+\.\d+/.test(info.openssl)
+    ? `\`node\` reports no OpenSSL version (${JSON.stringify(info.openssl)}): ${stdout}`
+    : undefined;
+  if (problem) return { ignore: false, problem };
+  return { ignore: false, version: `Node ${info.node}, OpenSSL ${info.openssl}` };
+}
+
+/** Whether the `openssl` command can be run, for the tests named by `tests`. */
+export function checkOpenssl(tests: string): ToolCheck {
+  if (!CAN.openssl) {
+    // `deno test -P` grants `openssl` by name, which Deno cannot grant when
+    // it finds no such binary: with the rest granted, it is missing.
+    return CAN.net && CAN.read
+      ? missingTool("openssl is not installed (not on PATH)", tests)
+      : { ignore: true };
+  }
+  const output = runTool("openssl", ["version"]);
+  if (output === null) return missingTool("openssl is not installed", tests);
+  const version = new TextDecoder().decode(output.stdout).trim();
+  return output.success
+    ? { ignore: false, version }
+    : { ignore: false, problem: `openssl version exited with ${output.code}` };
 }
 
 // ───────────────────────────────────────────────────────────────────────────

@@ -1937,3 +1937,29 @@ Deno.test("maxRecordText: that much text fits a line of n bytes, one byte more d
   assert.equal(maxRecordText(10), 0, "nothing fits a tiny line");
   assert.equal(maxRecordText(0), 0);
 });
+
+Deno.test("Channel: the peer's bye with a msg and a ping in its chunk, while our write is in flight: the ack and pong still go out before the close", async () => {
+  const c = await channelUnderTest("server");
+  try {
+    // Our notice is written, but the peer does not read yet: in memory the
+    // write stays in flight until it does.
+    c.channel.send("notice", "in flight");
+    await eventually(() => c.channel.link.queuedBytes > 0, "the notice's write under way");
+    await sleep(20);
+    assert.ok(c.channel.link.queuedBytes > 0, "the write is still in flight");
+    // One chunk from the peer: msg, ping, bye.
+    c.peer.send("msg", "last words");
+    c.peer.send("ping", "p-1");
+    c.peer.send("bye", "");
+    await within(c.peer.link.drain(), 5000, "the peer's chunk to be read");
+    assert.deepEqual(await c.peer.rest(), [
+      { type: "notice", seq: 0, text: "in flight" },
+      { type: "ack", seq: 1, text: "0" },
+      { type: "pong", seq: 2, text: "p-1" },
+    ]);
+    assert.deepEqual(await within(c.ended, 5000, "the channel's end"), { reason: "bye" });
+    assert.deepEqual(c.events, [{ type: "msg", seq: 0, text: "last words" }]);
+  } finally {
+    await c.close();
+  }
+});
