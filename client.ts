@@ -18,8 +18,8 @@ import { checkName } from "./chat.ts";
 import {
   count,
   createLogger,
-  describeBigint,
   describeError,
+  describeHandshake,
   EXIT,
   explainSession,
   type InputLine,
@@ -35,6 +35,7 @@ import {
   readPassword,
   sentence,
   UsageError,
+  WireView,
 } from "./console.ts";
 import { GROUPS, isTeachingGroup, ProtocolError, SECURE_CIPHER, SECURE_GROUP_NAMES } from "./dh.ts";
 import {
@@ -94,6 +95,8 @@ export interface ClientOptions {
   hostKey?: string;
   /** The room password (revision 3). */
   password?: string;
+  /** Show every frame sent and received (`--wire`); in toy mode, each record's XOR step by step. */
+  wire?: boolean;
   /** Lines to send (default: stdin). */
   input?: LineSource | ReadableStream<Uint8Array>;
   /** At a terminal: a prompt, line editing, acks shown only when late (default: stdin is a terminal). */
@@ -174,10 +177,12 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     log.error(`Cannot connect to ${host}:${port}: ${describeError(error)}${hint}`);
     return EXIT.FAILURE;
   }
+  const wire = options.wire ? new WireView(log) : undefined;
   const link = new LineConnection(conn, {
     maxLine,
     writeTimeoutMs: timeoutMs,
     lineTimeoutMs: timeoutMs,
+    onLine: wire?.line,
   });
   log.success(`Connected to ${options.connection ? "the server" : `${host}:${port}`}`);
 
@@ -208,11 +213,8 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
         `Server offers ${group.name} (${group.bits}-bit p, g = ${group.g}), ${hello.cipher}`,
       );
     }
-    if (!log.quiet) {
-      log.info(`Received server public key: ${describeBigint(hello.publicKey, reveal)}`);
-      log.info(`Sending public key: ${describeBigint(session.publicKey, reveal)}`);
-      log.info(`Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`);
-    }
+    if (!log.quiet) { for (const step of describeHandshake(session, reveal)) log.info(step); }
+    if (wire) wire.session = session;
     log.success(`Session established; fingerprint ${session.fingerprint}`);
     if (options.verbose || (reveal && session.passwordGenerator)) {
       for (const step of explainSession(session, hostKeyFingerprint)) log.info(step);
@@ -577,6 +579,8 @@ Options:
   --password-file FILE the room's password: the first line of FILE
   --quiet              print only errors and what others write
   --verbose            show the math: every number, including secrets
+  --wire               show every frame sent and received (what an eavesdropper
+                       sees); with --toy, each line's XOR encryption step by step
   -h, --help           show this help
 
 Commands (sent to the server): /name NAME, /who; start a line with // to send
@@ -644,6 +648,7 @@ export function parseClientArgs(args: string[]): ClientCommand {
     maxLine,
     verbose: flags.boolean("verbose"),
     hostKey: pin,
+    wire: flags.boolean("wire"),
   };
   return {
     options,

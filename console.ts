@@ -19,12 +19,17 @@ import { createInterface, type Interface } from "node:readline";
 import { parseArgs, styleText } from "node:util";
 import {
   bitLength,
+  type DhGroup,
   KEY_SCHEDULE_LAYOUT,
   MAX_WIRE_DIGITS,
   ProtocolError,
+  type Role,
   type Session,
   sha256,
   TOY_CIPHER,
+  type WorkedPower,
+  workedPower,
+  xor8Record,
 } from "./dh.ts";
 import { LineError, LineReader } from "./transport.ts";
 
@@ -563,6 +568,7 @@ export const COMMON_FLAGS: FlagSpec = Object.freeze({
   keepalive: { type: "string" },
   name: { type: "string" },
   toy: { type: "boolean" },
+  wire: { type: "boolean" },
   "private-key": { type: "string" },
   password: { type: "boolean" },
   "password-file": { type: "string" },
@@ -884,4 +890,171 @@ export function explainSession(session: Session, hostKey?: string): string[] {
   }
   lines.push(`  fingerprint = ${session.fingerprint}`);
   return lines;
+}
+
+/** Numbers of at most this many bits are shown in full in the worked steps; longer ones as digests. */
+const SMALL_NUMBER_BITS = 64;
+
+/**
+ * One worked step of the lesson, e.g. `A = g^a mod p = 5^5 mod 23 = 3125 mod
+ * 23 = 20`. With big numbers, or without `reveal`, the formula and the
+ * result's size and short digest instead of digits.
+ *
+ * @param formula the step's name and formula, e.g. "A = g^a mod p"
+ */
+export function describeWorkedPower(formula: string, step: WorkedPower, reveal: boolean): string {
+  if (!reveal || bitLength(step.modulus) > SMALL_NUMBER_BITS) {
+    return `${formula} = ${describeBigint(step.result, false)}`;
+  }
+  const power = step.power === undefined ? "" : ` = ${step.power} mod ${step.modulus}`;
+  return `${formula} = ${step.base}^${step.exponent} mod ${step.modulus}${power} = ${step.result}`;
+}
+
+/**
+ * The private key line of the lesson: `a = 5` for small numbers shown
+ * (`reveal`), its size only otherwise.
+ *
+ * @param name "a" (client) or "b" (server)
+ */
+export function describePrivateKey(
+  name: string,
+  privateKey: bigint,
+  p: bigint,
+  reveal: boolean,
+): string {
+  return reveal && bitLength(p) <= SMALL_NUMBER_BITS
+    ? `Private key ${name} = ${privateKey}`
+    : `Private key ${name}: a ${bitLength(privateKey)}-bit number, kept secret`;
+}
+
+/** Most bytes shown in hex on one `--wire` line; longer records show their start. */
+const WIRE_BYTES = 16;
+
+/** Most characters of a frame or a text shown on one `--wire` line. */
+const WIRE_CHARS = 200;
+
+function shorten(text: string, max = WIRE_CHARS): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
+}
+
+function hexBytes(bytes: Uint8Array): string {
+  const shown = [...bytes.subarray(0, WIRE_BYTES)].map((b) => b.toString(16).padStart(2, "0"));
+  return shown.join(" ") + (bytes.length > WIRE_BYTES ? ` … (${bytes.length} bytes)` : "");
+}
+
+/**
+ * One `--wire` line: a frame as it crosses the network (what an eavesdropper
+ * sees). With `sharedSecret` (toy mode: the xor8 cipher), a record's
+ * encryption step by step: text → bytes → XOR key → bytes on the wire →
+ * frame when sent, and the reverse when received.
+ *
+ * @param peer who is at the other end, on a server's lines ("sent to 127.0.0.1:5555")
+ */
+export function describeWireLine(
+  direction: "sent" | "received",
+  line: string,
+  sharedSecret?: bigint,
+  peer?: string,
+): string {
+  const who = peer === undefined
+    ? direction
+    : `${direction} ${direction === "sent" ? "to" : "from"} ${peer}`;
+  const record = sharedSecret === undefined ? undefined : xor8Record(line, sharedSecret);
+  if (!record) return `${who}: ${shorten(line)}`;
+  const text = shorten(JSON.stringify(new TextDecoder().decode(record.plaintext)), 60);
+  const plain = `bytes ${hexBytes(record.plaintext)}`;
+  const xor = `XOR ${record.key}`;
+  const cipher = hexBytes(record.ciphertext);
+  if (record.plaintext.length === 0) {
+    return `${who}: ${text} (no bytes to encrypt) ↔ ${shorten(line)}`;
+  }
+  return direction === "sent"
+    ? `${who}: ${text} → ${plain} → ${xor} → ${cipher} → ${shorten(line)}`
+    : `${who}: ${shorten(line)} → ${cipher} → ${xor} → ${plain} → ${text}`;
+}
+
+/**
+ * The `--wire` view of one connection: every line sent and received, as
+ * {@link describeWireLine} shows it, through a logger. Give it to the
+ * connection's `onLine`; once the handshake is done, set {@link session} so
+ * that toy records are taken apart.
+ */
+export class WireView {
+  readonly #log: Logger;
+  #sharedSecret: bigint | undefined;
+  /** Who is at the other end, for a server's lines ("127.0.0.1:5555"); none for a client. */
+  peer: string | undefined;
+
+  /**
+   * Makes the view of one connection.
+   *
+   * @param log where the lines go (as info lines)
+   */
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  /** The session agreed: with xor8, records are shown being encrypted and decrypted. */
+  set session(session: Session) {
+    this.#sharedSecret = session.cipher === TOY_CIPHER ? session.sharedSecret : undefined;
+  }
+
+  /** Shows one line (for `LineConnectionOptions.onLine`). */
+  line = (direction: "sent" | "received", line: string): void => {
+    if (this.#log.quiet) return;
+    this.#log.info(describeWireLine(direction, line, this.#sharedSecret, this.peer));
+  };
+}
+
+/**
+ * One side's own key as the lesson shows it: `Private key b = 3` and
+ * `B = g^b mod p = 5^3 mod 23 = 125 mod 23 = 10` (size and digest for big
+ * numbers).
+ *
+ * @param role whose key: the client's is a, the server's b
+ */
+export function describeOwnKey(
+  role: Role,
+  group: DhGroup,
+  privateKey: bigint,
+  reveal: boolean,
+): string[] {
+  const [x, X] = role === "client" ? ["a", "A"] : ["b", "B"];
+  return [
+    describePrivateKey(x, privateKey, group.p, reveal),
+    describeWorkedPower(`${X} = g^${x} mod p`, workedPower(group.g, privateKey, group.p), reveal),
+  ];
+}
+
+/**
+ * The handshake as it happens on one side, a line a step. Always the key
+ * lines (received, sent, shared key: digits with `reveal`, digests
+ * otherwise); with `reveal` (toy mode, `--verbose`) the worked steps too:
+ * the client's a and `A = g^a mod p` before it sends A, then `Z = B^a mod p`;
+ * the server's `Z = A^b mod p` (and its b and B, unless `ownKeyShown`: a
+ * fixed key is shown once at start).
+ */
+export function describeHandshake(
+  session: Session,
+  reveal: boolean,
+  ownKeyShown = false,
+): string[] {
+  const { group, role } = session;
+  const [x, peerKey, peer] = role === "client" ? ["a", "B", "server"] : ["b", "A", "client"];
+  const received = `Received ${peer} public key: ${describeBigint(session.peerPublicKey, reveal)}`;
+  const sending = `Sending public key: ${describeBigint(session.publicKey, reveal)}`;
+  const shared = `Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`;
+  const own = reveal && !ownKeyShown ? describeOwnKey(role, group, session.privateKey, true) : [];
+  const secret = reveal
+    ? [
+      describeWorkedPower(
+        `Z = ${peerKey}^${x} mod p`,
+        workedPower(session.peerPublicKey, session.privateKey, group.p),
+        true,
+      ),
+    ]
+    : [];
+  // The client hears B first; the server sends B first (in its hello).
+  if (role === "client") return [received, ...own, sending, ...secret, shared];
+  return [...own, ...(reveal ? [sending] : []), received, ...secret, shared];
 }

@@ -798,6 +798,47 @@ export function computeSharedSecret(
   return modpow(peerPublicKey, privateKey, group.p);
 }
 
+/** One modular power worked out for the lesson: `base^exponent mod modulus = power mod modulus = result`. */
+export interface WorkedPower {
+  /** The base (g, or the peer's public key). */
+  readonly base: bigint;
+  /** The exponent (a private key). */
+  readonly exponent: bigint;
+  /** The modulus p. */
+  readonly modulus: bigint;
+  /** `base ** exponent` before reduction, when exponent × the base's bit length is at most `maxPowerBits`. */
+  readonly power: bigint | undefined;
+  /** `base ** exponent mod modulus`. */
+  readonly result: bigint;
+}
+
+/**
+ * Works out `base^exponent mod modulus` as the lesson shows it: with the
+ * unreduced power when it is small enough to print (toy numbers: 5^5 =
+ * 3125), without it otherwise (a real exponent's power would not fit in
+ * memory).
+ *
+ * @example
+ * ```ts
+ * import { workedPower } from "./dh.ts";
+ *
+ * const step = workedPower(10n, 5n, 23n); // the toy client's Z = B^a mod p
+ * [step.power, step.result]; // [100000n, 19n]
+ * ```
+ *
+ * @param maxPowerBits the largest power computed (default 256 bits)
+ */
+export function workedPower(
+  base: bigint,
+  exponent: bigint,
+  modulus: bigint,
+  maxPowerBits = 256,
+): WorkedPower {
+  const result = modpow(base, exponent, modulus);
+  const small = exponent * BigInt(Math.max(1, bitLength(base))) <= BigInt(maxPowerBits);
+  return { base, exponent, modulus, power: small ? base ** exponent : undefined, result };
+}
+
 /** Decimal digits of the largest supported modulus: bounds any wire integer. */
 export const MAX_WIRE_DIGITS: number = Math.ceil(MAX_GROUP_BITS * Math.log10(2));
 
@@ -1539,6 +1580,44 @@ function secureKeys(
 function xor8Keys(sharedSecret: bigint): DirectionKeys {
   const key = Uint8Array.of(Number(sharedSecret % 256n));
   return { crypt: (_seq, data) => xor(data, key), tag: () => undefined };
+}
+
+/** An `xor8` record line taken apart for the lesson's wire view: what an eavesdropper sees and what it means. */
+export interface Xor8Record {
+  /** The record type. */
+  readonly type: string;
+  /** The sequence number. */
+  readonly seq: number;
+  /** The key byte, Z mod 256. */
+  readonly key: number;
+  /** The bytes on the wire (base64 in the frame). */
+  readonly ciphertext: Uint8Array;
+  /** The bytes of the text: ciphertext XOR key. */
+  readonly plaintext: Uint8Array;
+}
+
+/**
+ * Takes an `xor8` record line apart with the shared secret: its bytes before
+ * and after the XOR. Nothing is checked (xor8 has no tag); undefined for a
+ * line that is not a record (a hello, a key or an error frame).
+ */
+export function xor8Record(line: string, sharedSecret: bigint): Xor8Record | undefined {
+  let frame: Record<string, unknown>;
+  try {
+    frame = parseFrame(line);
+  } catch {
+    return undefined;
+  }
+  const { type, seq, data } = frame;
+  if (!isRecordType(type) || typeof seq !== "number" || typeof data !== "string") return undefined;
+  let ciphertext: Uint8Array;
+  try {
+    ciphertext = decodeBase64(data, "data");
+  } catch {
+    return undefined;
+  }
+  const key = Number(sharedSecret % 256n);
+  return { type, seq, key, ciphertext, plaintext: xor(ciphertext, Uint8Array.of(key)) };
 }
 
 const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;

@@ -19,8 +19,9 @@ import { checkName, type Member, OPERATOR_COMMANDS, Room } from "./chat.ts";
 import {
   count,
   createLogger,
-  describeBigint,
   describeError,
+  describeHandshake,
+  describeOwnKey,
   EXIT,
   explainSession,
   type Flags,
@@ -35,6 +36,7 @@ import {
   readPassword,
   sentence,
   UsageError,
+  WireView,
 } from "./console.ts";
 import {
   checkPrivateKey,
@@ -128,6 +130,8 @@ export interface ServerOptions {
   guessWindowMs?: number;
   /** Show every number (private keys, shared secrets) in full. */
   verbose?: boolean;
+  /** Show every frame sent and received (`--wire`); in toy mode, each record's XOR step by step. */
+  wire?: boolean;
   /** Where to print (default: stdout/stderr). */
   logger?: Logger;
   /** Called with each chat line a client sends (tests, embedding). */
@@ -316,6 +320,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
   }
 
   async function serve(conn: Connection, peerName?: string): Promise<void> {
+    const wire = options.wire ? new WireView(log) : undefined;
     const link = new LineConnection(conn, {
       peer: peerName,
       maxLine: settings.maxLine,
@@ -323,6 +328,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       writeTimeoutMs: settings.writeTimeoutMs,
       maxQueuedLines: settings.maxQueuedRecords,
       maxQueuedBytes: settings.maxQueuedBytes,
+      onLine: wire?.line,
     });
     const peer = link.peer;
     const guessing = options.password === undefined
@@ -336,6 +342,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       await link.fail(reason);
       return;
     }
+    if (wire) wire.peer = peer;
     const connected: Connected = { link };
     const admitted = stopping
       ? { ok: false as const, reason: "server shutting down", drop: [] }
@@ -373,9 +380,11 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       }
       admission.established(connected);
       if (!log.quiet) {
-        log.info(`Received client public key: ${describeBigint(session.peerPublicKey, reveal)}`);
-        log.info(`Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`);
+        // A fixed key (toy mode) was shown once at start, by main.
+        const fixedKey = options.privateKey !== undefined;
+        for (const step of describeHandshake(session, reveal, fixedKey)) log.info(step);
       }
+      if (wire) wire.session = session;
       if (options.verbose || (reveal && session.passwordGenerator)) {
         for (const step of explainSession(session, hostKey?.fingerprint)) {
           log.info(`${peer}: ${step}`);
@@ -614,6 +623,9 @@ Options:
   --quiet                   print only errors, the host key and the
                             listening/stopped lines
   --verbose                 show the math: every number, including secrets
+  --wire                    show every frame sent and received (what an
+                            eavesdropper sees); with --toy, each line's XOR
+                            encryption step by step
   -h, --help                show this help
 
 Type a line to send it to every client. Commands: /who lists the clients,
@@ -671,6 +683,7 @@ export function parseServerArgs(args: string[]): ServerCommand {
     keepaliveMs: flags.milliseconds("keepalive", true),
     writeTimeoutMs: flags.milliseconds("write-timeout"),
     verbose: flags.boolean("verbose"),
+    wire: flags.boolean("wire"),
     ...groupOptions(flags, toy),
   };
   options.maxLine = maxLineFor(flags, options.group ?? GROUPS[DEFAULT_GROUP]);
@@ -780,6 +793,10 @@ async function serve(args: string[], output: Output): Promise<number> {
   if (isTeachingGroup(group)) {
     const safe = isSafePrime(group.p) ? "a safe prime" : "a prime, but not a safe prime";
     log.info(`Shared parameters: p = ${group.p} (${safe}), g = ${group.g} (insecure toy mode)`);
+    // The toy key is fixed: its worked steps once, here, rather than per client.
+    if (options.privateKey !== undefined) {
+      for (const step of describeOwnKey("server", group, options.privateKey, true)) log.info(step);
+    }
   } else {
     log.info(`Group ${group.name} (${group.source}, ${group.bits}-bit p, g = ${group.g})`);
   }

@@ -436,6 +436,8 @@ export interface LineConnectionOptions {
   readonly maxQueuedBytes?: number;
   /** How to name the peer in messages (default: the socket's remote "host:port"). */
   readonly peer?: string;
+  /** Called with every line queued to be sent and every line read (the `--wire` view). */
+  readonly onLine?: (direction: "sent" | "received", line: string) => void;
 }
 
 /** Defaults of {@link LineConnectionOptions}. */
@@ -471,6 +473,7 @@ export class LineConnection {
   #sealed = false; // a last line (bye, error) was queued: nothing may follow
   #closed = false;
   #failure: ProtocolError | undefined;
+  readonly #onLine: LineConnectionOptions["onLine"];
 
   /**
    * Wraps a connection.
@@ -502,16 +505,25 @@ export class LineConnection {
     this.#writeTimeoutMs = options.writeTimeoutMs ?? LINK_DEFAULTS.writeTimeoutMs;
     this.#maxQueuedLines = options.maxQueuedLines ?? LINK_DEFAULTS.maxQueuedLines;
     this.#maxQueuedBytes = options.maxQueuedBytes ?? LINK_DEFAULTS.maxQueuedBytes;
+    this.#onLine = options.onLine;
   }
 
   /** The next line from the peer, or `null` when it closed cleanly. */
-  readLine(): Promise<string | null> {
-    return this.#guard(this.#reader.readLine());
+  async readLine(): Promise<string | null> {
+    const line = await this.#guard(this.#reader.readLine());
+    if (line !== null) this.#onLine?.("received", line);
+    return line;
   }
 
   /** Every line that arrived together (at least one), or `null` at the end. */
-  readLines(): Promise<string[] | null> {
-    return this.#guard(this.#reader.readLines());
+  async readLines(): Promise<string[] | null> {
+    const lines = await this.#guard(this.#reader.readLines());
+    if (lines !== null && this.#onLine) {
+      for (const line of lines) {
+        this.#onLine("received", line);
+      }
+    }
+    return lines;
   }
 
   /**
@@ -521,6 +533,7 @@ export class LineConnection {
    */
   send(line: string, last = false): void {
     if (this.#sealed || this.#closed) return;
+    this.#onLine?.("sent", line);
     this.#sealed = last;
     this.#queue.push(line);
     this.#queuedUnits += line.length + 1;

@@ -543,3 +543,85 @@ serverProcessTest(
     assert.doesNotMatch(server.stdout, /Received client public key|never sent/);
   },
 );
+
+/** `lines` holds `expected` in this order (others may come between). */
+function inOrder(lines: string[], expected: string[], what: string): void {
+  let at = 0;
+  for (const line of expected) {
+    const found = lines.indexOf(line, at);
+    assert.ok(found >= 0, `${what}: missing, or out of order: ${line}\n${lines.join("\n")}`);
+    at = found + 1;
+  }
+}
+
+/** An xor8 record line as the protocol text defines it, built by hand. */
+function xor8Frame(type: string, seq: number, text: string, key: number): string {
+  const bytes = [...new TextEncoder().encode(text)].map((b) => b ^ key);
+  return JSON.stringify({ type, seq, data: btoa(String.fromCharCode(...bytes)) });
+}
+
+/** Hex pairs of some bytes, by hand. */
+function hexOf(bytes: number[]): string {
+  return bytes.map((b) => b.toString(16).padStart(2, "0")).join(" ");
+}
+
+serverProcessTest(
+  "processes: --toy --wire: worked steps in order on each side, and each line's XOR on the wire",
+  ["--toy", "--wire"],
+  async (server, port) => {
+    const [p, g, a, b] = [23n, 5n, 5n, 3n];
+    const [A, B] = [g ** a % p, g ** b % p];
+    const Z = B ** a % p;
+    const key = Number(Z % 256n);
+    const hello = JSON.stringify({
+      type: "hello",
+      protocol: "dhx/1",
+      group: "toy",
+      p: "23",
+      g: "5",
+      publicKey: String(B),
+      cipher: "xor8",
+    });
+    const keyFrame = JSON.stringify({ type: "key", publicKey: String(A) });
+    const plain = [..."hello"].map((c) => c.charCodeAt(0));
+    const cipher = plain.map((byte) => byte ^ key);
+    const msg = xor8Frame("msg", 0, "hello", key);
+    const ack = xor8Frame("ack", 0, "0", key);
+    const client = await pipedClient(port, ["--toy", "--wire"], "hello\n");
+    assert.equal(client.code, 0, show("client", client));
+    inOrder(linesOf(client.stdout), [
+      `[*] received: ${hello}`,
+      `[*] sent: ${keyFrame}`,
+      "[*] Received server public key: 10",
+      "[*] Private key a = 5",
+      "[*] A = g^a mod p = 5^5 mod 23 = 3125 mod 23 = 20",
+      "[*] Sending public key: 20",
+      "[*] Z = B^a mod p = 10^5 mod 23 = 100000 mod 23 = 19",
+      "[*] Shared key calculated: 19",
+      `[*] sent: "hello" → bytes ${hexOf(plain)} → XOR ${key} → ${hexOf(cipher)} → ${msg}`,
+      `[*] received: ${ack} → ${hexOf([0x30 ^ key])} → XOR ${key} → bytes 30 → "0"`,
+      "[+] Line 1 acknowledged (seq 0)",
+    ], "client");
+    await server.waitFor(/^\[\*\] guest1 \(127\.0\.0\.1:\d+\) disconnected$/m);
+    const peer = captured(server.stdout, /^\[\+\] Connection from (127\.0\.0\.1:\d+)$/m, "peer");
+    inOrder(linesOf(server.stdout), [
+      "[*] Shared parameters: p = 23 (a safe prime), g = 5 (insecure toy mode)",
+      "[*] Private key b = 3",
+      "[*] B = g^b mod p = 5^3 mod 23 = 125 mod 23 = 10",
+      `[+] Connection from ${peer}`,
+      `[*] sent to ${peer}: ${hello}`,
+      `[*] received from ${peer}: ${keyFrame}`,
+      "[*] Sending public key: 10",
+      "[*] Received client public key: 20",
+      "[*] Z = A^b mod p = 20^3 mod 23 = 8000 mod 23 = 19",
+      "[*] Shared key calculated: 19",
+      `[*] received from ${peer}: ${msg} → ${hexOf(cipher)} → XOR ${key} → bytes ${
+        hexOf(plain)
+      } → "hello"`,
+      `[*] sent to ${peer}: "0" → bytes 30 → XOR ${key} → ${hexOf([0x30 ^ key])} → ${ack}`,
+      `[+] guest1 (${peer}): hello`,
+    ], "server");
+    // The server's own key is worked out once, at start, not per client.
+    assert.equal(server.stdout.match(/Private key b = /g)?.length, 1, show("server", server));
+  },
+);
