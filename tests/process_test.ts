@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { describeBigint } from "../console.ts";
-import { GROUPS, SECURE_GROUP_NAMES } from "../dh.ts";
+import { GROUPS, hostKeyFingerprint, SECURE_GROUP_NAMES } from "../dh.ts";
 import { longestHello } from "../transport.ts";
 import {
   closedPort,
@@ -573,6 +573,18 @@ serverProcessTest(
     const [A, B] = [g ** a % p, g ** b % p];
     const Z = B ** a % p;
     const key = Number(Z % 256n);
+    // Revision 3: the hello ends with the server's host key, whose fingerprint it printed;
+    // the key frame asks for its proof.
+    const serverHostKey = captured(server.stdout, /^\[\*\] Host key (SHA256:\S+)$/m, "host key");
+    const keyFrame = JSON.stringify({ type: "key", publicKey: String(A), proof: true });
+    const plain = [..."hello"].map((c) => c.charCodeAt(0));
+    const cipher = plain.map((byte) => byte ^ key);
+    const msg = xor8Frame("msg", 0, "hello", key);
+    const ack = xor8Frame("ack", 0, "0", key);
+    const client = await pipedClient(port, ["--toy", "--wire"], "hello\n");
+    assert.equal(client.code, 0, show("client", client));
+    const hostKey = captured(client.stdout, /"hostKey":"([A-Za-z0-9+/]{43}=)"/, "hello's hostKey");
+    assert.equal(hostKeyFingerprint(Uint8Array.fromBase64(hostKey)), serverHostKey);
     const hello = JSON.stringify({
       type: "hello",
       protocol: "dhx/1",
@@ -581,14 +593,8 @@ serverProcessTest(
       g: "5",
       publicKey: String(B),
       cipher: "xor8",
+      hostKey,
     });
-    const keyFrame = JSON.stringify({ type: "key", publicKey: String(A) });
-    const plain = [..."hello"].map((c) => c.charCodeAt(0));
-    const cipher = plain.map((byte) => byte ^ key);
-    const msg = xor8Frame("msg", 0, "hello", key);
-    const ack = xor8Frame("ack", 0, "0", key);
-    const client = await pipedClient(port, ["--toy", "--wire"], "hello\n");
-    assert.equal(client.code, 0, show("client", client));
     inOrder(linesOf(client.stdout), [
       `[*] received: ${hello}`,
       `[*] sent: ${keyFrame}`,
