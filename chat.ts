@@ -220,6 +220,11 @@ export class PresenceNotices {
   /** Whether a notice may go now; if not, the summary is scheduled. */
   #admit(): boolean {
     const now = this.#clock.now();
+    if (this.#timer !== undefined && now - this.#windowStart >= PRESENCE_WINDOW_MS) {
+      // The summary is due and its timer has not run (a busy event loop): tell it now.
+      this.#clock.clearTimeout(this.#timer);
+      this.#flush();
+    }
     if (this.#timer === undefined && now - this.#windowStart >= PRESENCE_WINDOW_MS) {
       this.#windowStart = now;
       this.#told = 0;
@@ -247,9 +252,11 @@ export class PresenceNotices {
     // One alone reads better as itself.
     if (single) return this.#send(single.text, single.about, single.joining);
     if (parts.length === 0) return;
-    this.#send(`${parts.join(", ")} in the last second`);
+    const now = this.#clock.now();
+    const seconds = Math.round((now - this.#windowStart) / 1000);
+    this.#send(`${parts.join(", ")} in the last ${seconds <= 1 ? "second" : `${seconds} seconds`}`);
     // Still busy: the next second is summed up too, unless it stays quiet.
-    this.#windowStart = this.#clock.now();
+    this.#windowStart = now;
     this.#told = PRESENCE_BURST;
   }
 }

@@ -16,6 +16,7 @@
 
 import { checkName } from "./chat.ts";
 import {
+  commandName,
   count,
   createLogger,
   describeError,
@@ -101,7 +102,12 @@ export interface ClientOptions {
   input?: LineSource | ReadableStream<Uint8Array>;
   /** At a terminal: a prompt, line editing, acks shown only when late (default: stdin is a terminal). */
   interactive?: boolean;
-  /** Where to print (default: stdout/stderr). */
+  /** Print only errors and what others write, as `--quiet` does (default false). */
+  quiet?: boolean;
+  /**
+   * Where every line goes (default: stdout and stderr, see `quiet`). Any
+   * object with the {@link Logger} methods receives each line instead.
+   */
   logger?: Logger;
   /** Buffered output the prompt stays below (default: a new one). */
   output?: Output;
@@ -154,14 +160,14 @@ const SEND_HIGH_WATER = 1024 * 1024;
  * import { startServer } from "./server.ts";
  * import { runClient } from "./client.ts";
  *
- * const server = startServer({ listen: false });
+ * const server = startServer({ listen: false, quiet: true });
  * const input = ReadableStream.from([new TextEncoder().encode("hello\nworld\n")]);
- * console.log(await runClient({ connection: server.connect(), input })); // 0
+ * console.log(await runClient({ connection: server.connect(), input, quiet: true })); // 0
  * await server.close();
  * ```
  */
 export async function runClient(options: ClientOptions = {}): Promise<number> {
-  const log = options.logger ?? createLogger({ output: options.output });
+  const log = options.logger ?? createLogger({ output: options.output, quiet: options.quiet });
   const host = options.host ?? CLIENT_DEFAULTS.host;
   const port = options.port ?? CLIENT_DEFAULTS.port;
   const timeoutMs = options.timeoutMs ?? CLIENT_DEFAULTS.timeoutMs;
@@ -256,7 +262,9 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
         ? ` --known-hosts ${knownHosts.store.description}`
         : "";
       log.error(
-        `If you know that the server's key changed, forget the old one with: deno run --allow-net client.ts${file} --forget-host ${error.address}`,
+        `If you know that the server's key changed, forget the old one with: ${
+          commandName("client.ts")
+        }${file} --forget-host ${error.address}`,
       );
     }
     if (error instanceof ProtocolError && !error.fromPeer) await link.fail(error.message);
@@ -549,7 +557,9 @@ function abortPromise(signal?: AbortSignal): Promise<"interrupted"> {
   });
 }
 
-const USAGE = `Usage: deno run --allow-net client.ts [options]
+/** The `--help` text, for the command that was run (`dhx-client` or `deno run --allow-net client.ts`). */
+const usage = (command: string) =>
+  `Usage: ${command} [options]
 
 A DHX/1 chat client: agrees a key with the server by Diffie-Hellman, then sends
 each line you type (or pipe in) encrypted, and shows what the others write.
@@ -581,6 +591,7 @@ Options:
   --verbose            show the math: every number, including secrets
   --wire               show every frame sent and received (what an eavesdropper
                        sees); with --toy, each line's XOR encryption step by step
+  --version            print the version
   -h, --help           show this help
 
 Commands (sent to the server): /name NAME, /who; start a line with // to send
@@ -657,13 +668,14 @@ export function parseClientArgs(args: string[]): ClientCommand {
     knownHostsFile: flags.string("known-hosts"),
     forgetHost: flags.string("forget-host"),
     password: passwordSource(flags),
+    version: flags.boolean("version"),
   };
 }
 
 /** The command-line entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const output = new Output();
-  const command = readCommand(args, parseClientArgs, USAGE, output);
+  const command = readCommand(args, parseClientArgs, usage, output, "client.ts");
   if (typeof command === "number") {
     await output.settle();
     return command;

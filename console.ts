@@ -22,6 +22,7 @@ import {
   type DhGroup,
   KEY_SCHEDULE_LAYOUT,
   MAX_WIRE_DIGITS,
+  PROTOCOL,
   ProtocolError,
   type Role,
   type Session,
@@ -32,6 +33,7 @@ import {
   xor8Record,
 } from "./dh.ts";
 import { LineError, LineReader } from "./transport.ts";
+import denoJson from "./deno.json" with { type: "json" };
 
 const encoder = new TextEncoder();
 
@@ -575,6 +577,7 @@ export const COMMON_FLAGS: FlagSpec = Object.freeze({
   quiet: { type: "boolean" },
   verbose: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
 });
 
 /** A parsed command line: options for the library call, plus `--quiet` and `--help`. */
@@ -585,6 +588,36 @@ export interface ParsedCommand<T> {
   quiet: boolean;
   /** `--help`. */
   help: boolean;
+  /** `--version`. */
+  version?: boolean;
+}
+
+/** The package's version, from deno.json. */
+export const VERSION: string = denoJson.version;
+
+/** Each script's installed command: dhx-server.ts and dhx-client.ts run them under these names. */
+export const INSTALLED_NAMES: Readonly<{ "server.ts": string; "client.ts": string }> = Object
+  .freeze({ "server.ts": "dhx-server", "client.ts": "dhx-client" });
+
+/** One of the two scripts. */
+export type Script = keyof typeof INSTALLED_NAMES;
+
+/**
+ * The command that runs `script`, as `--help` shows it: the installed name
+ * when the entry module is dhx-server.ts or dhx-client.ts (what `deno install
+ * -g` installs), otherwise `deno run --allow-net server.ts`.
+ *
+ * @param mainModule the entry module's URL (default: this process's)
+ */
+export function commandName(script: Script, mainModule: string = Deno.mainModule): string {
+  const installed = INSTALLED_NAMES[script];
+  const file = mainModule.slice(mainModule.lastIndexOf("/") + 1);
+  return file === `${installed}.ts` ? installed : `deno run --allow-net ${script}`;
+}
+
+/** What `--version` prints: `dhx-server 0.1.0 (protocol dhx/1, Deno 2.9.6)`. */
+export function versionLine(script: Script): string {
+  return `${INSTALLED_NAMES[script]} ${VERSION} (protocol ${PROTOCOL}, Deno ${Deno.version.deno})`;
 }
 
 /**
@@ -702,14 +735,16 @@ export function parseFlags(args: string[], extra: FlagSpec): Flags {
 
 /**
  * The start of both scripts' `main`: parses `args` with `parse`; prints a
- * usage error (one `[!]` line) or the `--help` text. Returns the command to
- * run, or the exit code when there is nothing to run.
+ * usage error (one `[!]` line), the `--help` text (`usage` of the command
+ * actually run, see {@link commandName}) or the `--version` line. Returns
+ * the command to run, or the exit code when there is nothing to run.
  */
 export function readCommand<C extends ParsedCommand<unknown>>(
   args: string[],
   parse: (args: string[]) => C,
-  usage: string,
+  usage: (command: string) => string,
   output: Output,
+  script: Script,
 ): C | number {
   let command: C;
   try {
@@ -719,8 +754,9 @@ export function readCommand<C extends ParsedCommand<unknown>>(
     output.flush();
     return EXIT.USAGE;
   }
-  if (!command.help) return command;
-  console.log(usage);
+  if (command.help) console.log(usage(commandName(script)));
+  else if (command.version) console.log(versionLine(script));
+  else return command;
   return EXIT.OK;
 }
 

@@ -132,7 +132,13 @@ export interface ServerOptions {
   verbose?: boolean;
   /** Show every frame sent and received (`--wire`); in toy mode, each record's XOR step by step. */
   wire?: boolean;
-  /** Where to print (default: stdout/stderr). */
+  /** Print only errors, as `--quiet` does (default false); for a library use that shows its own output. */
+  quiet?: boolean;
+  /**
+   * Where every line goes (default: stdout and stderr, see `quiet`). Any
+   * object with the {@link Logger} methods receives each line instead: an
+   * embedding's own log, a test's list, or nothing at all.
+   */
   logger?: Logger;
   /** Called with each chat line a client sends (tests, embedding). */
   onMessage?: (message: ReceivedMessage) => void;
@@ -249,14 +255,32 @@ const EVICTED = "dropped: too many connections are waiting for their handshake; 
 /**
  * Starts a DHX/1 server and returns at once with its handle.
  *
- * @example A server and a client in one process, over an in-memory connection
+ * @example A server and a client in one process, over an in-memory connection, quietly
  * ```ts
  * import { startServer } from "./server.ts";
  * import { runClient } from "./client.ts";
  *
- * const server = startServer({ listen: false });
+ * const server = startServer({ listen: false, quiet: true });
  * const input = ReadableStream.from([new TextEncoder().encode("hello\n")]);
- * const code = await runClient({ connection: server.connect(), input }); // 0: acknowledged
+ * const code = await runClient({ connection: server.connect(), input, quiet: true }); // 0: acknowledged
+ * await server.close();
+ * ```
+ *
+ * @example Every line the server would print, handed to a function of your own
+ * ```ts
+ * import type { Logger } from "./console.ts";
+ * import { startServer } from "./server.ts";
+ *
+ * const say = (level: string) => (message: string) => console.error(`server ${level}: ${message}`);
+ * const logger: Logger = {
+ *   quiet: false,
+ *   info: say("info"),
+ *   success: say("success"),
+ *   line: say("line"),
+ *   notice: say("notice"),
+ *   error: say("error"),
+ * };
+ * const server = startServer({ listen: false, logger });
  * await server.close();
  * ```
  *
@@ -266,7 +290,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
   const settings = { ...SERVER_DEFAULTS, ...definedOnly(options) };
   const group = options.group ?? GROUPS[DEFAULT_GROUP];
   const cipher = options.cipher ?? SECURE_CIPHER;
-  const log = options.logger ?? createLogger();
+  const log = options.logger ?? createLogger({ quiet: options.quiet });
   // Toy numbers are the lesson: print them. Real secrets only with --verbose.
   const reveal = options.verbose === true || cipher === TOY_CIPHER;
   const listener = options.listen === false
@@ -571,7 +595,9 @@ function definedOnly<T extends object>(options: T): Partial<T> {
   >;
 }
 
-const USAGE = `Usage: deno run --allow-net server.ts [options]
+/** The `--help` text, for the command that was run (`dhx-server` or `deno run --allow-net server.ts`). */
+const usage = (command: string) =>
+  `Usage: ${command} [options]
 
 A DHX/1 chat server: agrees a key with each client by Diffie-Hellman, shows
 what they write, and sends every line typed here to all of them.
@@ -599,22 +625,22 @@ Options:
                             IPv6 /64 counting as one (default ${SERVER_DEFAULTS.maxPerAddress})
   --penalty SECS            refuse an address this long once ${SERVER_DEFAULTS.penaltyStrikes} of its
                             connections end without a handshake within ${
-  SERVER_DEFAULTS.penaltyWindowMs / 1000
-} s
+    SERVER_DEFAULTS.penaltyWindowMs / 1000
+  } s
                             (default ${SERVER_DEFAULTS.penaltyMs / 1000}; 0 turns it off)
   --max-line BYTES          longest line accepted (default ${SERVER_DEFAULTS.maxLine})
   --handshake-timeout SECS  time a client has to send its key, and to finish
                             any line it starts (default ${
-  SERVER_DEFAULTS.handshakeTimeoutMs / 1000
-})
+    SERVER_DEFAULTS.handshakeTimeoutMs / 1000
+  })
   --keepalive SECS          ping a client silent this long, drop it if it stays
                             silent as long again (default ${
-  SERVER_DEFAULTS.keepaliveMs / 1000
-}; 0 turns it off)
+    SERVER_DEFAULTS.keepaliveMs / 1000
+  }; 0 turns it off)
   --write-timeout SECS      time a write to a client may take before it is
                             dropped; also when a missing ack is reported (default ${
-  SERVER_DEFAULTS.writeTimeoutMs / 1000
-})
+    SERVER_DEFAULTS.writeTimeoutMs / 1000
+  })
   --host-key-file FILE      keep the host key in FILE (created with mode 0600;
                             refused if others may read it) instead of the
                             default store (Deno's localStorage)
@@ -626,6 +652,7 @@ Options:
   --wire                    show every frame sent and received (what an
                             eavesdropper sees); with --toy, each line's XOR
                             encryption step by step
+  --version                 print the version
   -h, --help                show this help
 
 Type a line to send it to every client. Commands: /who lists the clients,
@@ -693,6 +720,7 @@ export function parseServerArgs(args: string[]): ServerCommand {
     help: flags.boolean("help"),
     hostKeyFile: flags.string("host-key-file"),
     password: passwordSource(flags),
+    version: flags.boolean("version"),
   };
 }
 
@@ -757,7 +785,7 @@ export async function main(args: string[]): Promise<number> {
 
 /** `main` with its output: runs the server until a signal or the operator stops it. */
 async function serve(args: string[], output: Output): Promise<number> {
-  const command = readCommand(args, parseServerArgs, USAGE, output);
+  const command = readCommand(args, parseServerArgs, usage, output, "server.ts");
   if (typeof command === "number") return command;
   const log = createLogger({ quiet: command.quiet, output });
   const options = command.options;

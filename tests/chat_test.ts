@@ -809,3 +809,20 @@ Deno.test("RenameAllowance: a burst, then one per interval, never more than the 
   for (let i = 0; i < RENAME_BURST; i++) assert.deepEqual(allowance.take(), { ok: true });
   assert.equal(allowance.take().ok, false);
 });
+
+Deno.test("PresenceNotices: a summary whose timer is late (a busy loop) goes with the next notice", () => {
+  const clock = new ManualClock();
+  const sent: string[] = [];
+  const notices = new PresenceNotices(clock, (text) => void sent.push(text));
+  const member = { name: "m" } as Member;
+  for (let i = 0; i < PRESENCE_BURST + 4; i++) notices.joined(member);
+  assert.equal(sent.length, PRESENCE_BURST);
+  // The timer does not run (the clock jumps without advance()): the next event flushes.
+  clock.time += 2.4 * PRESENCE_WINDOW_MS;
+  notices.left(member);
+  assert.deepEqual(sent.slice(PRESENCE_BURST), ["4 joined in the last 2 seconds"]);
+  // …and that next event is counted in the next summary.
+  clock.advance(PRESENCE_WINDOW_MS);
+  assert.equal(sent.at(-1), "m left");
+  notices.close();
+});

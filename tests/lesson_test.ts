@@ -30,6 +30,8 @@ import {
   TOY_CIPHER,
   workedPower,
 } from "../dh.ts";
+import { runClient } from "../client.ts";
+import { startServer } from "../server.ts";
 import { CapturingLogger, LONG_NUMBER } from "./support.ts";
 
 const TOY = vectors[0];
@@ -246,4 +248,16 @@ Deno.test("lesson: WireView prints through the logger once the session is known,
   const quiet = new CapturingLogger(true);
   new WireView(quiet).line("sent", sealed);
   assert.deepEqual(quiet.lines, []);
+});
+
+Deno.test("library: a logger of one's own receives every line of server and client", async () => {
+  const serverLog = new CapturingLogger();
+  const clientLog = new CapturingLogger();
+  const server = startServer({ listen: false, logger: serverLog });
+  const input = ReadableStream.from([new TextEncoder().encode("hello\n")]);
+  assert.equal(await runClient({ connection: server.connect(), input, logger: clientLog }), 0);
+  await server.close();
+  assert.ok(serverLog.lines.includes("[+] guest1 (memory:1): hello"), serverLog.dump());
+  assert.ok(clientLog.lines.includes("[+] Line 1 acknowledged (seq 0)"), clientLog.dump());
+  assert.ok(clientLog.lines.includes("[*] Session closed"), clientLog.dump());
 });

@@ -46,30 +46,34 @@ async function run(command: string, args: string[]) {
 }
 
 Deno.test({
-  name: "package: deno install -g -N makes dhx-server and dhx-client, whose --help runs",
+  name:
+    "package: deno install -g -N -c deno.json dhx-server.ts (and dhx-client.ts): --help and --version name the command",
   ignore: lacks("run"),
   async fn() {
-    for (
-      const [name, script, usage] of [
-        ["dhx-server", "server.ts", /^Usage: deno run --allow-net server\.ts/],
-        ["dhx-client", "client.ts", /^Usage: deno run --allow-net client\.ts/],
-      ] as const
-    ) {
+    for (const name of ["dhx-server", "dhx-client"]) {
+      // The README's command: the name comes from the file, -c keeps Deno from warning.
       const install = await run("deno", [
         "install",
         "-g",
         "-f",
         "-N",
+        "-c",
+        "deno.json",
         "--root",
         INSTALL_ROOT,
-        "-n",
-        name,
-        script,
+        `${name}.ts`,
       ]);
       assert.equal(install.code, 0, install.stderr);
+      assert.doesNotMatch(install.stderr, /Warning/, install.stderr);
       const shim = await run(`./${INSTALL_ROOT}/bin/${name}`, ["--help"]);
       assert.equal(shim.code, 0, shim.stderr);
-      assert.match(shim.stdout, usage);
+      assert.match(shim.stdout, new RegExp(`^Usage: ${name} \\[options\\]\n`));
+      const version = await run(`./${INSTALL_ROOT}/bin/${name}`, ["--version"]);
+      assert.equal(version.code, 0, version.stderr);
+      assert.equal(
+        version.stdout,
+        `${name} ${denoJson.version} (protocol dhx/1, Deno ${Deno.version.deno})\n`,
+      );
       const bad = await run(`./${INSTALL_ROOT}/bin/${name}`, ["--no-such-flag"]);
       assert.equal(bad.code, 2, "a usage error through the shim exits 2");
       assert.match(bad.stderr, /^\[!\] .*no-such-flag.*\(see --help\)\n$/);
@@ -103,5 +107,28 @@ Deno.test({
       const name = path === "dh.ts" ? "." : `./${path.replace(".ts", "")}`;
       assert.equal(denoJson.exports[name as keyof typeof denoJson.exports], `./${path}`);
     }
+  },
+});
+
+Deno.test({
+  name: "package: the in-process library example prints nothing but its result with quiet: true",
+  ignore: lacks("run"),
+  async fn() {
+    const example = (quiet: string) => `
+      import { startServer } from "./server.ts";
+      import { runClient } from "./client.ts";
+      const server = startServer({ listen: false${quiet} });
+      const input = ReadableStream.from([new TextEncoder().encode("hello\\nworld\\n")]);
+      console.log(await runClient({ connection: server.connect(), input${quiet} }));
+      await server.close();`;
+    const quiet = await run("deno", ["eval", example(", quiet: true")]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stdout, "0\n");
+    assert.equal(quiet.stderr, "");
+    // Without it, the same example tells its story (the lines the option hides).
+    const loud = await run("deno", ["eval", example("")]);
+    assert.equal(loud.code, 0, loud.stderr);
+    assert.match(loud.stdout, /^\[\+\] guest1 \(memory:1\): world$/m);
+    assert.match(loud.stdout, /^0$/m);
   },
 });

@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import denoJson from "../deno.json" with { type: "json" };
 import { describeBigint } from "../console.ts";
 import { GROUPS, hostKeyFingerprint, SECURE_GROUP_NAMES } from "../dh.ts";
 import { longestHello } from "../transport.ts";
@@ -631,3 +632,19 @@ serverProcessTest(
     assert.equal(server.stdout.match(/Private key b = /g)?.length, 1, show("server", server));
   },
 );
+
+Deno.test({
+  name: "processes: --version on both scripts prints the installed name and deno.json's version",
+  ignore,
+  async fn() {
+    for (const [script, name] of [["server.ts", "dhx-server"], ["client.ts", "dhx-client"]]) {
+      const result = await runScript(script, ["--version"]);
+      assert.equal(result.code, 0, show(`${script} --version`, result));
+      assert.equal(result.stderr, "", show(`${script} --version`, result));
+      assert.equal(
+        result.stdout,
+        `${name} ${denoJson.version} (protocol dhx/1, Deno ${Deno.version.deno})\n`,
+      );
+    }
+  },
+});
