@@ -222,6 +222,9 @@ export class Admission<C> {
   }
 }
 
+/** Most address keys a {@link RefusalReports} remembers. */
+const MAX_REPORTED_KEYS = 10_000;
+
 /**
  * Lines about refusals of one address key, at most one per `intervalMs`,
  * each saying how many were left unsaid since the last: an address refused
@@ -254,15 +257,19 @@ export class RefusalReports {
       last.unsaid++;
       return { say: false };
     }
-    if (this.#last.size >= 10_000) this.#forgetOld(now);
+    if (this.#last.size >= MAX_REPORTED_KEYS) this.#forgetOld(now);
     this.#last.set(key, { at: now, unsaid: 0 });
     return { say: true, unsaid: last?.unsaid ?? 0 };
   }
 
-  /** Forgets keys not reported within the interval (their unsaid counts are lost). */
+  /**
+   * Forgets keys not reported within the interval (their unsaid counts are
+   * lost), and if all are recent, the oldest: memory stays bounded.
+   */
   #forgetOld(now: number): void {
     for (const [key, last] of this.#last) {
       if (now - last.at >= this.#intervalMs) this.#last.delete(key);
     }
+    if (this.#last.size >= MAX_REPORTED_KEYS) this.#last.delete(this.#last.keys().next().value!);
   }
 }

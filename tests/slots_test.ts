@@ -111,6 +111,7 @@ Deno.test("item 3: an address whose connections end without a handshake is refus
     } s`,
   ]);
   // Refused at once, with no hello (no DH work), and the reason.
+  const refusing = performance.now();
   for (let i = 0; i < 5; i++) {
     const raw = new RawPeer(server.connect("10.9.9.9"));
     const message = await errorMessage(raw);
@@ -118,8 +119,12 @@ Deno.test("item 3: an address whose connections end without a handshake is refus
     assert.equal(raw.received.length, 1, "nothing but the error frame");
   }
   // A flood of refusals costs the log one line a second, not one line each.
+  const seconds = (performance.now() - refusing) / 1000;
   const refusalLines = log.of("error").filter((l) => /^10\.9\.9\.9 refused: /.test(l));
-  assert.ok(refusalLines.length >= 1 && refusalLines.length <= 2, refusalLines.join("\n"));
+  assert.ok(
+    refusalLines.length >= 1 && refusalLines.length <= 1 + Math.ceil(seconds),
+    `${refusalLines.length} lines in ${seconds.toFixed(1)} s:\n${refusalLines.join("\n")}`,
+  );
   // Another address is served as if nothing happened.
   const good = await rawClientHandshake(server.connect("10.9.9.10"));
   await sendAndExpectAck(good, "served");
