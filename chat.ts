@@ -10,8 +10,12 @@
  */
 
 import { type ChatLine, encodeChat } from "./dh.ts";
+import { type QueueBudget, SharedText } from "./transport.ts";
 
 const encoder = new TextEncoder();
+
+/** Default longest chat line a room relays (`--max-message`), in UTF-8 bytes: 64 KiB. */
+export const DEFAULT_MAX_MESSAGE = 64 * 1024;
 
 /** A client or operator name: 1 to 24 characters from A–Z a–z 0–9 _ - . */
 export const NAME_PATTERN: RegExp = /^[A-Za-z0-9_.-]{1,24}$/;
@@ -276,10 +280,11 @@ export interface MemberLink {
   /** "host:port", for the operator's eyes. */
   readonly address: string;
   /**
-   * Sends a `chat` record whose plaintext is `payload` (see `encodeChat`,
-   * made once for all receivers); `note` says what it was if its ack is overdue.
+   * Sends a `chat` record whose plaintext is `payload` (see `encodeChat`),
+   * held once for all receivers and sealed when its turn comes; `note` says
+   * what it was if its ack is overdue.
    */
-  chat(payload: string, note: string): void;
+  chat(payload: SharedText, note: string): void;
   /** Sends a `notice` record. */
   notice(text: string): void;
   /** Ends the session with an `error` frame. */
@@ -330,6 +335,10 @@ export interface RoomOptions {
   readonly relay: boolean;
   /** Longest `chat` plaintext a client can receive, in bytes (a relayed line must fit). */
   readonly maxChatBytes: number;
+  /** Longest line relayed or sent by the operator, in UTF-8 bytes (default 64 KiB). */
+  readonly maxMessage?: number;
+  /** The server's bound on queued bytes: each relayed line counts once while queued. */
+  readonly budget?: QueueBudget;
   /** The key a host is counted under, for `/kick` and `/ban` by address (default: the host). */
   readonly addressKey?: (host: string) => string;
   /** The clock for held join notices, rename limits and coalescing (default: the system's). */
@@ -378,7 +387,7 @@ class RoomMember implements Member {
     return this.#link.address;
   }
 
-  chat(payload: string, note: string): void {
+  chat(payload: SharedText, note: string): void {
     this.#link.chat(payload, note);
   }
 
@@ -682,15 +691,26 @@ export class Room {
     return undefined;
   }
 
-  /** The plaintext of `line`'s chat record, or why it fits no client's record. */
-  #encode(line: ChatLine): { payload: string } | { tooLong: string } {
+  /**
+   * The plaintext of `line`'s chat record, held once for every receiver, or
+   * why it is not sent: longer than `maxMessage`, or fitting no client's record.
+   */
+  #encode(line: ChatLine): { payload: SharedText } | { tooLong: string } {
+    const maxMessage = this.#options.maxMessage ?? DEFAULT_MAX_MESSAGE;
+    // Cheap tests first: no UTF-8 character takes more than 3 bytes per UTF-16 unit.
+    if (line.text.length * 3 > maxMessage) {
+      const bytes = encoder.encode(line.text).length;
+      if (bytes > maxMessage) {
+        return { tooLong: `the line takes ${bytes} bytes; at most ${maxMessage} go to the room` };
+      }
+    }
     const payload = encodeChat(line);
     const max = this.#options.maxChatBytes;
-    // Cheap test first: no UTF-8 character takes more than 3 bytes per UTF-16 unit.
-    if (payload.length * 3 <= max) return { payload };
+    const shared = () => ({ payload: new SharedText(payload, this.#options.budget) });
+    if (payload.length * 3 <= max) return shared();
     const bytes = encoder.encode(payload).length;
     return bytes <= max
-      ? { payload }
+      ? shared()
       : { tooLong: `the line takes ${bytes} bytes as a chat record; at most ${max} fit` };
   }
 }

@@ -201,7 +201,13 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     channel = new Channel(link, session, {
       keepaliveMs: options.keepaliveMs ?? CLIENT_DEFAULTS.keepaliveMs,
       ackTimeoutMs: timeoutMs,
-      onOverdue: (entry) => log.error(`${entry.note} not acknowledged after ${seconds}`),
+      // One line per episode: a server that stopped acking is not reported once per line.
+      onOverdue: (oldest, pending) =>
+        log.error(
+          pending === 1
+            ? `${oldest.note} not acknowledged after ${seconds}`
+            : `${count(pending, "line")} not acknowledged yet; ${oldest.note} waits for ${seconds}`,
+        ),
     });
   } catch (error) {
     log.error(sentence(describeError(error)));
@@ -312,11 +318,11 @@ class Conversation {
     if (inputEnd !== "session-ended") {
       // Leaving: acks, then bye, all within one --timeout; a second Ctrl-C cuts it short.
       const deadline = performance.now() + timeoutMs;
-      const acks = this.#channel.acks;
-      if (acks.pending > 0 && interactive) {
+      const backlog = this.#channel.backlog;
+      if (backlog > 0 && interactive) {
         log.info(
           `Waiting up to ${timeoutMs / 1000} s for ${
-            count(acks.pending, "acknowledgement")
+            count(backlog, "acknowledgement")
           } (Ctrl-C again to leave now)`,
         );
       }
@@ -325,7 +331,7 @@ class Conversation {
       const cut = signal && !signal.aborted && forceSignal
         ? AbortSignal.any([signal, forceSignal])
         : forceSignal;
-      await acks.drained({ ms: timeoutMs, signal: cut });
+      await this.#channel.settled({ ms: timeoutMs, signal: cut });
       await this.#channel.bye(Math.max(0, deadline - performance.now()), cut);
     }
     const end = await receiving;
@@ -364,14 +370,16 @@ class Conversation {
         await this.#countUnsent();
         return "exit";
       }
-      const seq = this.#channel.send("msg", next.text, `Line ${this.#linesRead}`);
-      if (seq < 0) {
+      if (!this.#channel.send("msg", next.text, `Line ${this.#linesRead}`)) {
         this.#unsent++;
         continue;
       }
-      // Backpressure: a server that reads slowly slows the reading of input down.
-      if (link.queuedBytes > SEND_HIGH_WATER) {
-        const drained = link.drain().then(() => "drained" as const);
+      // Flow control: input is read no faster than the server acknowledges
+      // (a full ack window) or reads (many unsent bytes).
+      if (!this.#channel.windowOpen || link.queuedBytes > SEND_HIGH_WATER) {
+        const drained = this.#channel.whenWritable()
+          .then(() => link.queuedBytes > SEND_HIGH_WATER ? link.drain() : undefined)
+          .then(() => "drained" as const);
         const caughtUp = await Promise.race([drained, ended, interrupted]);
         if (caughtUp === "interrupted") return caughtUp;
         if (caughtUp === "session-ended") {
@@ -443,7 +451,14 @@ class Conversation {
     const log = this.#log;
     let failed = false;
     if (end.reason === "error") {
-      log.error(sentence(describeError(end.error)));
+      const error = end.error;
+      log.error(
+        error instanceof ProtocolError && error.fromPeer
+          ? `The server dropped this session: ${
+            error.message.replace(/^peer reported an error: (peer )?/, "")
+          }`
+          : sentence(describeError(error)),
+      );
       failed = true;
     } else if (end.reason === "closed") {
       log.error("Server closed the connection without bye");
@@ -468,6 +483,7 @@ class Conversation {
       );
       failed = true;
     }
+    this.#unsent += this.#channel.unsent;
     if (this.#unsent > 0) {
       const n = `${this.#unsentAtLeast ? "at least " : ""}${count(this.#unsent, "input line")}`;
       log.error(

@@ -15,7 +15,7 @@
  */
 
 import { Admission, RefusalReports } from "./admission.ts";
-import { checkName, type Member, OPERATOR_COMMANDS, Room } from "./chat.ts";
+import { checkName, DEFAULT_MAX_MESSAGE, type Member, OPERATOR_COMMANDS, Room } from "./chat.ts";
 import { addressKey } from "./guard.ts";
 import {
   count,
@@ -63,6 +63,10 @@ import {
   longestHello,
   maxRecordText,
   memoryPipe,
+  QueueBudget,
+  SENDER_RATE_DEFAULTS,
+  SenderPacer,
+  type SenderRate,
   serverHandshake,
 } from "./transport.ts";
 
@@ -111,6 +115,14 @@ export interface ServerOptions {
   maxQueuedRecords?: number;
   /** Most bytes queued for one client (default 8 MiB). */
   maxQueuedBytes?: number;
+  /** Longest line relayed to the room or sent by the operator, in bytes (default 64 KiB). */
+  maxMessage?: number;
+  /** Most bytes queued for all clients together, each relayed line counted once (default 64 MiB). */
+  maxQueuedTotal?: number;
+  /** Lines (records of any kind, pings too) read per second from one client; twice as many at once (default 1000). */
+  linesPerSecond?: number;
+  /** Bytes read per second from one client; four times as many at once (default 256 KiB). */
+  bytesPerSecond?: number;
   /** Show every number (private keys, shared secrets) in full. */
   verbose?: boolean;
   /** Show every frame sent and received (`--wire`); in toy mode, each record's XOR step by step. */
@@ -164,6 +176,12 @@ export interface ServerHandle {
   close(): Promise<void>;
   /** Resolves when the server has stopped. */
   readonly finished: Promise<void>;
+  /**
+   * Flow control for the operator's input: resolves once every client's
+   * backlog is under half its ack window and the server's queued bytes are
+   * under their bound (at once if they are).
+   */
+  whenWritable(): Promise<void>;
 }
 
 /** Defaults of the flags, shown by `--help`. */
@@ -183,6 +201,10 @@ export const SERVER_DEFAULTS: Readonly<{
   writeTimeoutMs: number;
   maxQueuedRecords: number;
   maxQueuedBytes: number;
+  maxMessage: number;
+  maxQueuedTotal: number;
+  linesPerSecond: number;
+  bytesPerSecond: number;
 }> = Object.freeze({
   host: DEFAULT_HOST,
   port: DEFAULT_PORT,
@@ -199,7 +221,17 @@ export const SERVER_DEFAULTS: Readonly<{
   writeTimeoutMs: 10_000,
   maxQueuedRecords: 4096,
   maxQueuedBytes: 8 * 1024 * 1024,
+  maxMessage: DEFAULT_MAX_MESSAGE,
+  maxQueuedTotal: 64 * 1024 * 1024,
+  linesPerSecond: SENDER_RATE_DEFAULTS.linesPerSecond,
+  bytesPerSecond: SENDER_RATE_DEFAULTS.bytesPerSecond,
 });
+
+/** Largest `--max-message`: a chat record of that text still fits a default client's line. */
+const MAX_MESSAGE_LIMIT = 512 * 1024;
+
+/** Ms between two looks at the queues while the operator's input waits for them. */
+const OPERATOR_WAIT_MS = 20;
 
 /** The original's private key b. */
 export const TOY_SERVER_PRIVATE_KEY = 3n;
@@ -273,10 +305,21 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
   const listener = options.listen === false
     ? undefined
     : Deno.listen({ hostname: settings.host, port: settings.port });
+  // One bound on what is queued for all clients; each sender has a rate.
+  const budget = new QueueBudget(settings.maxQueuedTotal);
+  const senderRate: SenderRate = {
+    linesPerSecond: settings.linesPerSecond,
+    lineBurst: 2 * settings.linesPerSecond,
+    bytesPerSecond: settings.bytesPerSecond,
+    byteBurst: 4 * settings.bytesPerSecond,
+  };
   const room = new Room({
     operatorName: settings.name,
     relay: options.room === true,
-    maxChatBytes: maxRecordText(settings.maxLine),
+    // A relayed record must fit every client's default line limit, whatever --max-line says.
+    maxChatBytes: maxRecordText(Math.min(settings.maxLine, DEFAULT_MAX_LINE)),
+    maxMessage: settings.maxMessage,
+    budget,
     addressKey,
   });
   const connections = new Set<Connected>();
@@ -374,17 +417,19 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         keepaliveMs: settings.keepaliveMs,
         ackTimeoutMs: settings.writeTimeoutMs,
         maxUnacked: settings.maxQueuedRecords,
-        onOverdue: (entry) =>
-          log.error(
-            `${member.name} (${peer}) has not acknowledged ${entry.note} after ${
-              settings.writeTimeoutMs / 1000
-            } s`,
+        pacer: new SenderPacer(senderRate, budget),
+        // A client that reads but stops acking is dropped: one line in the log, not one per record.
+        onOverdue: (oldest, pending) =>
+          void channel.fail(
+            `no acknowledgement of ${oldest.note} for ${settings.writeTimeoutMs / 1000} s (${
+              count(pending, "record")
+            } waiting)`,
           ),
       });
       connected.channel = channel;
       const member = room.join({
         address: peer,
-        chat: (payload, note) => channel.send("chat", payload, note),
+        chat: (payload, note) => channel.sendShared(payload, note),
         notice: (text) => channel.send("notice", text),
         disconnect: (reason) => void channel.fail(reason),
       });
@@ -530,6 +575,18 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     },
     close,
     finished,
+    async whenWritable() {
+      for (;;) {
+        const behind = [...connections].find(({ channel }) =>
+          channel && !channel.stopped && channel.backlog * 2 >= settings.maxQueuedRecords
+        );
+        if (!behind && !budget.full) return;
+        if (behind?.channel && !budget.full) {
+          const below = Math.ceil(settings.maxQueuedRecords / 2);
+          await behind.channel.whenWritable({ ms: OPERATOR_WAIT_MS * 50 }, below);
+        } else await new Promise((resolve) => setTimeout(resolve, OPERATOR_WAIT_MS));
+      }
+    },
   };
 }
 
@@ -583,9 +640,20 @@ Options:
     SERVER_DEFAULTS.keepaliveMs / 1000
   }; 0 turns it off)
   --write-timeout SECS      time a write to a client may take before it is
-                            dropped; also when a missing ack is reported (default ${
+                            dropped; a client that leaves a line unacknowledged
+                            this long is dropped too (default ${
     SERVER_DEFAULTS.writeTimeoutMs / 1000
   })
+  --max-message BYTES       longest line relayed to the room or sent by you
+                            (default ${SERVER_DEFAULTS.maxMessage}; at most ${MAX_MESSAGE_LIMIT})
+  --rate LINES              lines read per second from one client, pings
+                            included; twice as many at once (default ${SERVER_DEFAULTS.linesPerSecond})
+  --byte-rate BYTES         bytes read per second from one client; four times
+                            as many at once (default ${SERVER_DEFAULTS.bytesPerSecond}). A client
+                            past its rate is read more slowly, never dropped
+  --max-queued BYTES        most bytes queued for all clients together, a
+                            relayed line counted once (default ${SERVER_DEFAULTS.maxQueuedTotal});
+                            when reached, clients are read more slowly
   --quiet                   print only errors and the listening/stopped lines
   --verbose                 show the math: every number, including secrets
   --wire                    show every frame sent and received (what an
@@ -620,6 +688,10 @@ export function parseServerArgs(args: string[]): ServerCommand {
     penalty: { type: "string" },
     "handshake-timeout": { type: "string" },
     "write-timeout": { type: "string" },
+    "max-message": { type: "string" },
+    "max-queued": { type: "string" },
+    rate: { type: "string" },
+    "byte-rate": { type: "string" },
   });
   const toy = flags.boolean("toy");
   for (const name of ["prime", "generator", "private-key"]) {
@@ -642,6 +714,11 @@ export function parseServerArgs(args: string[]): ServerCommand {
     handshakeTimeoutMs: flags.milliseconds("handshake-timeout"),
     keepaliveMs: flags.milliseconds("keepalive", true),
     writeTimeoutMs: flags.milliseconds("write-timeout"),
+    // A relayed record must fit a default client's 1 MiB line: its text at most 3/4 of it.
+    maxMessage: flags.integer("max-message", 1, MAX_MESSAGE_LIMIT),
+    maxQueuedTotal: flags.integer("max-queued", 1024 * 1024, 2 ** 40),
+    linesPerSecond: flags.integer("rate", 1, 1_000_000),
+    bytesPerSecond: flags.integer("byte-rate", 1024, 2 ** 40),
     verbose: flags.boolean("verbose"),
     wire: flags.boolean("wire"),
     ...groupOptions(flags, toy),
@@ -777,7 +854,11 @@ function readOperator(
       const line = await input.next().catch(() => null);
       if (line === null) return;
       if ("refused" in line) log.error(`Line not sent: ${line.refused}`);
-      else server.operator(line.text);
+      else {
+        server.operator(line.text);
+        // Flow control: a paste is read no faster than the clients take it.
+        await server.whenWritable();
+      }
     }
   })();
   return input;

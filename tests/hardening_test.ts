@@ -2357,7 +2357,7 @@ Deno.test("classic: the client refuses hostile sessions", async (t) => {
       await readMsg(server, session, "first line");
       await server.writeLine(JSON.stringify({ type: "error", message: "gone" }));
       server.close();
-    }, /Peer reported an error: gone/],
+    }, /The server dropped this session: gone/],
     ["the server closes mid-session", async (server, session) => {
       await readMsg(server, session, "first line");
       await readMsg(server, session, "second line");
