@@ -489,7 +489,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         else if (result.kind === "renamed") {
           log.info(`${result.from} (${peer}) is now ${result.to}`);
         } else if (result.kind === "refused") {
-          log.info(`${name} (${peer}): name refused: ${result.reason}`);
+          if (!result.again) log.info(`${name} (${peer}): name refused: ${result.reason}`);
         } else log.info(`${name} (${peer}) sent /${result.kind === "who" ? "who" : result.word}`);
       });
       room.leave(member);
