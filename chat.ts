@@ -139,6 +139,8 @@ const SYSTEM_CLOCK: RoomClock = {
 export class RenameAllowance {
   #tokens = RENAME_BURST;
   #updated: number;
+  /** Refusals since the last rename: the first of a run is reported, the rest only counted. */
+  #refused = 0;
   readonly #clock: RoomClock;
 
   /** A full allowance, counted on `clock`. */
@@ -147,8 +149,11 @@ export class RenameAllowance {
     this.#updated = clock.now();
   }
 
-  /** Takes one rename; or, if none is left, returns the ms until the next one. */
-  take(): { ok: true } | { ok: false; waitMs: number } {
+  /**
+   * Takes one rename; or, if none is left, returns the ms until the next one
+   * and whether this is not the first refusal in a row.
+   */
+  take(): { ok: true } | { ok: false; waitMs: number; again: boolean } {
     const now = this.#clock.now();
     this.#tokens = Math.min(
       RENAME_BURST,
@@ -157,9 +162,14 @@ export class RenameAllowance {
     this.#updated = now;
     if (this.#tokens >= 1) {
       this.#tokens--;
+      this.#refused = 0;
       return { ok: true };
     }
-    return { ok: false, waitMs: (1 - this.#tokens) * RENAME_INTERVAL_MS };
+    return {
+      ok: false,
+      waitMs: (1 - this.#tokens) * RENAME_INTERVAL_MS,
+      again: this.#refused++ > 0,
+    };
   }
 }
 
@@ -293,7 +303,12 @@ export interface Member extends MemberLink {
 export type RoomEvent =
   | { readonly kind: "chat"; readonly text: string; readonly relayedTo: number }
   | { readonly kind: "renamed"; readonly from: string; readonly to: string }
-  | { readonly kind: "refused"; readonly reason: string }
+  | {
+    readonly kind: "refused";
+    readonly reason: string;
+    /** A rename refused for the rate again, in a run of them: not worth a log line each. */
+    readonly again?: boolean;
+  }
   | { readonly kind: "who"; readonly names: readonly string[] }
   | { readonly kind: "unknown"; readonly word: string };
 
@@ -527,13 +542,13 @@ export class Room {
   #rename(member: RoomMember, name: string): RoomEvent {
     const from = member.name;
     const refusal = this.#nameRefusal(member, name);
-    const limited = refusal === undefined && from !== name ? member.renames.take() : { ok: true };
+    const limited: ReturnType<RenameAllowance["take"]> = refusal === undefined && from !== name
+      ? member.renames.take()
+      : { ok: true };
     const reason = refusal?.reason ??
       (limited.ok
         ? undefined
-        : `too many renames; try again in ${
-          Math.ceil((limited as { waitMs: number }).waitMs / 1000)
-        } s`);
+        : `too many renames; try again in ${Math.ceil(limited.waitMs / 1000)} s`);
     if (reason) {
       // A member still under its guest name (a taken --name) learns who it is.
       member.notice(
@@ -541,7 +556,11 @@ export class Room {
           ? `name "${name}" ${refusal.short}; you are ${from} (choose another with /name)`
           : `name not changed: ${reason}`,
       );
-      return { kind: "refused", reason };
+      return limited.ok || !limited.again ? { kind: "refused", reason } : {
+        kind: "refused",
+        reason,
+        again: true,
+      };
     }
     member.name = name;
     member.notice(`you are now ${name}`);
