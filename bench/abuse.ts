@@ -46,11 +46,12 @@ once per case, floods it from one member for --seconds, and measures a good
 pair's latency, who was dropped, the server's CPU and its peak RSS.
 
 Cases: short (100-byte lines, 5 members reading at 1 MB/s), long (60,000-byte
-lines, the same), deaf (60,000-byte lines, 97 members that never read).
+lines, the same), deaf (60,000-byte lines, 97 members that never read), ping
+(pings instead of lines, 5 members reading at 1 MB/s).
 
 Options (defaults):
   --seconds N        flood time per case (10)
-  --cases LIST       which cases, comma-separated (short,long,deaf)
+  --cases LIST       which cases, comma-separated (short,long,deaf,ping)
   --server-dir DIR   where server.ts is (the repository root)
   --baseline DIR     another checkout to measure first, in the same run
   --json             one JSON document instead of tables
@@ -59,10 +60,14 @@ Options (defaults):
 Everything after -- goes to server.ts (both servers).`;
 
 /** The cases: line size, honest readers at 1 MB/s, members that never read. */
-const CASES: Record<string, { size: number; honest: number; deaf: number; what: string }> = {
+const CASES: Record<
+  string,
+  { size: number; honest: number; deaf: number; ping?: boolean; what: string }
+> = {
   short: { size: 100, honest: 5, deaf: 0, what: "100-byte lines; 5 members read at 1 MB/s" },
   long: { size: 60_000, honest: 5, deaf: 0, what: "60,000-byte lines; 5 members read at 1 MB/s" },
   deaf: { size: 60_000, honest: 0, deaf: 97, what: "60,000-byte lines; 97 members never read" },
+  ping: { size: 0, honest: 5, deaf: 0, ping: true, what: "pings; 5 members read at 1 MB/s" },
 };
 
 interface Options {
@@ -84,7 +89,7 @@ function parse(args: string[]): Options | "help" {
       args: own,
       options: {
         seconds: { type: "string", default: "10" },
-        cases: { type: "string", default: "short,long,deaf" },
+        cases: { type: "string", default: "short,long,deaf,ping" },
         "server-dir": { type: "string", default: new URL("..", import.meta.url).pathname },
         baseline: { type: "string" },
         json: { type: "boolean", default: false },
