@@ -19,7 +19,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   BENCH_DIR,
   benchmarkMain,
@@ -32,8 +31,10 @@ import {
   markdownTable,
   memory,
   mib,
+  parseCompareArgs,
   percentile,
   reportHeader,
+  type ServerDirs,
   ServerProcess,
   UsageError,
 } from "./harness.ts";
@@ -75,52 +76,27 @@ interface Options {
   generators: number;
   seconds: number;
   cases: string[];
-  serverDirs: { name: string; dir: string }[];
+  serverDirs: ServerDirs;
   json: boolean;
   dhxFlags: string[];
 }
 
 function parse(args: string[]): Options | "help" {
-  const dash = args.indexOf("--");
-  const own = dash < 0 ? args : args.slice(0, dash);
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: own,
-      options: {
-        seconds: { type: "string", default: "10" },
-        cases: { type: "string", default: "short,long,deaf,ping" },
-        "server-dir": { type: "string", default: new URL("..", import.meta.url).pathname },
-        baseline: { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const parsed = parseCompareArgs(args, { seconds: "10", cases: "short,long,deaf,ping" });
+  if (parsed === "help") return "help";
   const { values } = parsed;
-  if (values.help) return "help";
   const seconds = Number(values.seconds);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 600) {
     throw new UsageError(`--seconds must be a whole number from 1 to 600: ${values.seconds}`);
   }
-  const cases = values.cases!.split(",").filter(Boolean);
+  const cases = values.cases.split(",").filter(Boolean);
   for (const name of cases) {
     if (!(name in CASES)) {
       throw new UsageError(`unknown case ${name}; cases: ${Object.keys(CASES).join(", ")}`);
     }
   }
-  const serverDirs = [{ name: "this checkout", dir: values["server-dir"]! }];
-  if (values.baseline) serverDirs.unshift({ name: "baseline", dir: values.baseline });
-  return {
-    generators: 1,
-    seconds,
-    cases,
-    serverDirs,
-    json: values.json!,
-    dhxFlags: dash < 0 ? [] : args.slice(dash + 1),
-  };
+  const { serverDirs, json, dhxFlags } = parsed;
+  return { generators: 1, seconds, cases, serverDirs, json, dhxFlags };
 }
 
 /** What bench/abuse_load.mjs prints. */
