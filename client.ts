@@ -22,6 +22,8 @@ import {
   describeError,
   describeHandshake,
   EXIT,
+  explainPassword,
+  explainProof,
   explainSession,
   type InputLine,
   inputLines,
@@ -219,12 +221,18 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
         `Server offers ${group.name} (${group.bits}-bit p, g = ${group.g}), ${hello.cipher}`,
       );
     }
+    // Toy mode: a password's G first (the worked steps use it), the proof after.
+    if (reveal && !options.verbose) { for (const step of explainPassword(session)) log.info(step); }
     if (!log.quiet) { for (const step of describeHandshake(session, reveal)) log.info(step); }
     if (wire) wire.session = session;
     log.success(`Session established; fingerprint ${session.fingerprint}`);
-    if (options.verbose || (reveal && session.passwordGenerator)) {
-      for (const step of explainSession(session, hostKeyFingerprint)) log.info(step);
-    }
+    // The whole lesson with --verbose.
+    const steps = options.verbose
+      ? explainSession(session, hostKeyFingerprint)
+      : reveal
+      ? explainProof(session, hostKeyFingerprint)
+      : [];
+    for (const step of steps) log.info(step);
     switch (hostKeyStatus) {
       case "new":
         log.success(
@@ -247,7 +255,10 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     }
     if (isTeachingGroup(group) || hello.cipher !== SECURE_CIPHER) {
       log.error("Toy mode: these numbers can be broken by hand; do not send secrets");
-    } else {
+    } else if (
+      !session.passwordGenerator && (hostKeyStatus === "new" || hostKeyStatus === "unverified")
+    ) {
+      // A host key already known, or a password, rules out someone in between.
       log.info("Compare the fingerprint with the server's: equal means no one sits in between");
     }
     channel = new Channel(link, session, {

@@ -23,6 +23,8 @@ import {
   describeHandshake,
   describeOwnKey,
   EXIT,
+  explainPassword,
+  explainProof,
   explainSession,
   type Flags,
   inputLines,
@@ -446,17 +448,22 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         return;
       }
       admission.established(connected);
+      // Toy mode: a password's G first (the worked steps use it), the proof after.
+      const toyPassword = reveal && !options.verbose ? explainPassword(session) : [];
+      for (const step of toyPassword) log.info(`${peer}: ${step}`);
       if (!log.quiet) {
         // A fixed key (toy mode) was shown once at start, by main.
         const fixedKey = options.privateKey !== undefined;
         for (const step of describeHandshake(session, reveal, fixedKey)) log.info(step);
       }
       if (wire) wire.session = session;
-      if (options.verbose || (reveal && session.passwordGenerator)) {
-        for (const step of explainSession(session, hostKey?.fingerprint)) {
-          log.info(`${peer}: ${step}`);
-        }
-      }
+      // The whole lesson with --verbose.
+      const steps = options.verbose
+        ? explainSession(session, hostKey?.fingerprint)
+        : reveal
+        ? explainProof(session, hostKey?.fingerprint)
+        : [];
+      for (const step of steps) log.info(`${peer}: ${step}`);
       const channel = new Channel(link, session, {
         keepaliveMs: settings.keepaliveMs,
         ackTimeoutMs: settings.writeTimeoutMs,
@@ -898,8 +905,9 @@ async function serve(args: string[], output: Output): Promise<number> {
   if (isTeachingGroup(group)) {
     const safe = isSafePrime(group.p) ? "a safe prime" : "a prime, but not a safe prime";
     log.info(`Shared parameters: p = ${group.p} (${safe}), g = ${group.g} (insecure toy mode)`);
-    // The toy key is fixed: its worked steps once, here, rather than per client.
-    if (options.privateKey !== undefined) {
+    // The toy key is fixed: its worked steps once, here, rather than per client
+    // (with a password, B = G^b changes with every client's G: shown per client).
+    if (options.privateKey !== undefined && password === undefined) {
       for (const step of describeOwnKey("server", group, options.privateKey, true)) log.info(step);
     }
   } else {
