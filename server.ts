@@ -22,6 +22,7 @@ import {
   createLogger,
   describeError,
   describeHandshake,
+  describeListenError,
   describeOwnKey,
   EXIT,
   explainSession,
@@ -59,6 +60,7 @@ import {
   DEFAULT_MAX_LINE,
   DEFAULT_PORT,
   type Duplex,
+  formatAddress,
   LineConnection,
   longestHello,
   maxRecordText,
@@ -129,7 +131,7 @@ export interface ServerOptions {
 
 /** A line as the server received it. */
 export interface ReceivedMessage {
-  /** "host:port" of the client. */
+  /** "host:port" of the client ("[::1]:port" for IPv6). */
   readonly peer: string;
   /** The client's name when it sent the line. */
   readonly name: string;
@@ -548,7 +550,9 @@ A DHX/1 chat server: agrees a key with each client by Diffie-Hellman, shows
 what they write, and sends every line typed here to all of them.
 
 Options:
-  --host HOST               address to listen on (default ${SERVER_DEFAULTS.host})
+  --host HOST               address to listen on (default ${SERVER_DEFAULTS.host}):
+                            0.0.0.0 listens on every IPv4 address, :: on
+                            every address (IPv6 too), ::1 on IPv6 loopback
   --port PORT               port to listen on (default ${SERVER_DEFAULTS.port}; 0 picks a free one)
   --room                    chat room: relay each client's line to the others,
                             and tell them who joins, leaves or changes name
@@ -631,7 +635,7 @@ export function parseServerArgs(args: string[]): ServerCommand {
   const badName = name === undefined ? undefined : checkName(name);
   if (badName) throw new UsageError(`--name: ${badName}`);
   const options: ServerOptions = {
-    host: flags.string("host"),
+    host: flags.host("host"),
     port: flags.integer("port", 0, 65535),
     room: flags.boolean("room"),
     name,
@@ -724,11 +728,16 @@ async function serve(args: string[], output: Output): Promise<number> {
   try {
     server = startServer({ ...options, logger: log });
   } catch (error) {
-    const where = `${options.host ?? SERVER_DEFAULTS.host}:${options.port ?? SERVER_DEFAULTS.port}`;
-    log.error(`Cannot listen on ${where}: ${describeError(error)}`);
+    const [host, port] = [
+      options.host ?? SERVER_DEFAULTS.host,
+      options.port ?? SERVER_DEFAULTS.port,
+    ];
+    log.error(
+      `Cannot listen on ${formatAddress(host, port)}: ${describeListenError(error, host, port)}`,
+    );
     return EXIT.FAILURE;
   }
-  log.notice(`Server listening on ${server.addr!.hostname}:${server.addr!.port}`);
+  log.notice(`Server listening on ${formatAddress(server.addr!.hostname, server.addr!.port)}`);
   const group = options.group!;
   if (isTeachingGroup(group)) {
     const safe = isSafePrime(group.p) ? "a safe prime" : "a prime, but not a safe prime";
