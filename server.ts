@@ -16,7 +16,6 @@
 
 import { Admission, RefusalReports } from "./admission.ts";
 import { checkName, DEFAULT_MAX_MESSAGE, type Member, OPERATOR_COMMANDS, Room } from "./chat.ts";
-import { addressKey } from "./guard.ts";
 import {
   count,
   createLogger,
@@ -31,7 +30,10 @@ import {
   Output,
   type ParsedCommand,
   parseFlags,
+  type PasswordSource,
+  passwordSource,
   readCommand,
+  readPassword,
   sentence,
   UsageError,
   WireView,
@@ -43,6 +45,7 @@ import {
   DEFAULT_GROUP,
   type DhGroup,
   GROUPS,
+  HostKey,
   isGroupName,
   isSafePrime,
   isTeachingGroup,
@@ -68,7 +71,10 @@ import {
   SenderPacer,
   type SenderRate,
   serverHandshake,
+  WrongPasswordError,
 } from "./transport.ts";
+import { addressKey, PenaltyBox } from "./guard.ts";
+import { FileStore, loadHostKey, LocalStorageStore, STORAGE_KEYS } from "./hostkeys.ts";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -115,6 +121,17 @@ export interface ServerOptions {
   maxQueuedRecords?: number;
   /** Most bytes queued for one client (default 8 MiB). */
   maxQueuedBytes?: number;
+  /**
+   * The host key announced and proved (revision 3); a fresh one, kept
+   * nowhere, if unset; `null`: none at all, as a revision-2 server.
+   */
+  hostKey?: HostKey | null;
+  /** The room password every client must know (revision 3); none if unset. */
+  password?: string;
+  /** Wrong passwords from one address, within `guessWindowMs`, before it is refused (default 5). */
+  maxGuesses?: number;
+  /** The window of `maxGuesses`, and how long an address is then refused, in ms (default 10 min). */
+  guessWindowMs?: number;
   /** Longest line relayed to the room or sent by the operator, in bytes (default 64 KiB). */
   maxMessage?: number;
   /** Most bytes queued for all clients together, each relayed line counted once (default 64 MiB). */
@@ -157,6 +174,8 @@ export interface ServerHandle {
   readonly addr: Deno.NetAddr | undefined;
   /** Number of connections being served now, handshakes included. */
   readonly connections: number;
+  /** The host key it announces (undefined: none, as a revision-2 server). */
+  readonly hostKey: HostKey | undefined;
   /** The clients in session, with their names. */
   readonly members: readonly Member[];
   /**
@@ -201,6 +220,8 @@ export const SERVER_DEFAULTS: Readonly<{
   writeTimeoutMs: number;
   maxQueuedRecords: number;
   maxQueuedBytes: number;
+  maxGuesses: number;
+  guessWindowMs: number;
   maxMessage: number;
   maxQueuedTotal: number;
   linesPerSecond: number;
@@ -221,6 +242,8 @@ export const SERVER_DEFAULTS: Readonly<{
   writeTimeoutMs: 10_000,
   maxQueuedRecords: 4096,
   maxQueuedBytes: 8 * 1024 * 1024,
+  maxGuesses: 5,
+  guessWindowMs: 10 * 60_000,
   maxMessage: DEFAULT_MAX_MESSAGE,
   maxQueuedTotal: 64 * 1024 * 1024,
   linesPerSecond: SENDER_RATE_DEFAULTS.linesPerSecond,
@@ -322,6 +345,12 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     budget,
     addressKey,
   });
+  const hostKey = options.hostKey === undefined ? HostKey.generate() : options.hostKey ?? undefined;
+  const guesses = new PenaltyBox({
+    strikes: settings.maxGuesses,
+    windowMs: settings.guessWindowMs,
+    penaltyMs: settings.guessWindowMs,
+  });
   const connections = new Set<Connected>();
   const admission = new Admission<Connected>({
     maxClients: settings.maxClients,
@@ -369,6 +398,17 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       onLine: wire?.line,
     });
     const peer = link.peer;
+    const guessing = options.password === undefined
+      ? 0
+      : guesses.remaining(addressKey(link.hostname));
+    if (guessing > 0) {
+      const reason = `too many wrong passwords from ${link.hostname}: refused for ${
+        Math.ceil(guessing / 60_000)
+      } more min`;
+      log.error(`${peer} refused: ${reason}`);
+      await link.fail(reason);
+      return;
+    }
     if (wire) wire.peer = peer;
     const connected: Connected = { link };
     const admitted = stopping
@@ -397,6 +437,8 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         cipher,
         privateKey: options.privateKey,
         timeoutMs: settings.handshakeTimeoutMs,
+        hostKey,
+        password: options.password,
       });
       if (connected.dropped) return; // already logged
       if (session === null) {
@@ -410,8 +452,10 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         for (const step of describeHandshake(session, reveal, fixedKey)) log.info(step);
       }
       if (wire) wire.session = session;
-      if (options.verbose) {
-        for (const step of explainSession(session)) log.info(`${peer}: ${step}`);
+      if (options.verbose || (reveal && session.passwordGenerator)) {
+        for (const step of explainSession(session, hostKey?.fingerprint)) {
+          log.info(`${peer}: ${step}`);
+        }
       }
       const channel = new Channel(link, session, {
         keepaliveMs: settings.keepaliveMs,
@@ -453,6 +497,16 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       if (!member.removed) reportEnd(`${member.name} (${peer})`, end);
     } catch (error) {
       if ((link.closed && stopping) || connected.dropped) return; // closed by us: already told
+      if (error instanceof WrongPasswordError) {
+        const penalized = guesses.strike(addressKey(link.hostname));
+        log.error(
+          `${peer}: wrong password${
+            penalized ? `; ${link.hostname} refused for ${settings.guessWindowMs / 60_000} min` : ""
+          }`,
+        );
+        await link.fail(WrongPasswordError.FRAME_MESSAGE);
+        return;
+      }
       const reason = describeError(error);
       log.error(`${peer}: ${reason}`);
       if (error instanceof ProtocolError && !error.fromPeer) await link.fail(reason);
@@ -563,6 +617,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     get connections() {
       return connections.size;
     },
+    hostKey,
     get members() {
       return room.members;
     },
@@ -644,6 +699,11 @@ Options:
                             this long is dropped too (default ${
     SERVER_DEFAULTS.writeTimeoutMs / 1000
   })
+  --host-key-file FILE      keep the host key in FILE (created with mode 0600;
+                            refused if others may read it) instead of the
+                            default store (Deno's localStorage)
+  --password                require a room password, asked here (hidden, twice)
+  --password-file FILE      require the room password in the first line of FILE
   --max-message BYTES       longest line relayed to the room or sent by you
                             (default ${SERVER_DEFAULTS.maxMessage}; at most ${MAX_MESSAGE_LIMIT})
   --rate LINES              lines read per second from one client, pings
@@ -654,7 +714,8 @@ Options:
   --max-queued BYTES        most bytes queued for all clients together, a
                             relayed line counted once (default ${SERVER_DEFAULTS.maxQueuedTotal});
                             when reached, clients are read more slowly
-  --quiet                   print only errors and the listening/stopped lines
+  --quiet                   print only errors, the host key and the
+                            listening/stopped lines
   --verbose                 show the math: every number, including secrets
   --wire                    show every frame sent and received (what an
                             eavesdropper sees); with --toy, each line's XOR
@@ -669,7 +730,12 @@ also refuses that address; start a line with // to send one beginning with /.
 Exit codes: 0 ok, 1 failure, 2 usage error.`;
 
 /** What `main` needs from the command line. */
-export type ServerCommand = ParsedCommand<ServerOptions>;
+export type ServerCommand = ParsedCommand<ServerOptions> & {
+  /** `--host-key-file`: where the host key is kept instead of the default store. */
+  readonly hostKeyFile?: string;
+  /** `--password` / `--password-file`. */
+  readonly password?: PasswordSource;
+};
 
 /**
  * Turns the command line into server options.
@@ -688,6 +754,7 @@ export function parseServerArgs(args: string[]): ServerCommand {
     penalty: { type: "string" },
     "handshake-timeout": { type: "string" },
     "write-timeout": { type: "string" },
+    "host-key-file": { type: "string" },
     "max-message": { type: "string" },
     "max-queued": { type: "string" },
     rate: { type: "string" },
@@ -728,6 +795,8 @@ export function parseServerArgs(args: string[]): ServerCommand {
     options,
     quiet: flags.boolean("quiet"),
     help: flags.boolean("help"),
+    hostKeyFile: flags.string("host-key-file"),
+    password: passwordSource(flags),
     version: flags.boolean("version"),
   };
 }
@@ -797,15 +866,34 @@ async function serve(args: string[], output: Output): Promise<number> {
   if (typeof command === "number") return command;
   const log = createLogger({ quiet: command.quiet, output });
   const options = command.options;
+  let hostKey: HostKey;
+  let password: string | undefined;
+  try {
+    const store = command.hostKeyFile === undefined
+      ? new LocalStorageStore(STORAGE_KEYS.hostKey)
+      : new FileStore(command.hostKeyFile, { secret: true });
+    const loaded = loadHostKey(store);
+    hostKey = loaded.hostKey;
+    if (loaded.created) log.info(`Created a new host key in ${store.description}`);
+    if (command.password) password = await readPassword(command.password, true);
+  } catch (error) {
+    log.error(
+      sentence(describeError(error)) + (error instanceof UsageError ? " (see --help)" : ""),
+    );
+    output.flush();
+    return error instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE;
+  }
   let server: ServerHandle;
   try {
-    server = startServer({ ...options, logger: log });
+    server = startServer({ ...options, hostKey, password, logger: log });
   } catch (error) {
     const where = `${options.host ?? SERVER_DEFAULTS.host}:${options.port ?? SERVER_DEFAULTS.port}`;
     log.error(`Cannot listen on ${where}: ${describeError(error)}`);
     return EXIT.FAILURE;
   }
   log.notice(`Server listening on ${server.addr!.hostname}:${server.addr!.port}`);
+  log.notice(`Host key ${hostKey.fingerprint}`);
+  if (password !== undefined) log.info("Room password required: clients need --password");
   const group = options.group!;
   if (isTeachingGroup(group)) {
     const safe = isSafePrime(group.p) ? "a safe prime" : "a prime, but not a safe prime";

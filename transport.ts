@@ -21,11 +21,17 @@ import {
   acceptKey,
   ACKED_TYPES,
   type ChatLine,
+  checkPasswordHello,
+  checkProof,
   type CipherName,
+  CONFIRM_TEXT,
   createOffer,
   type DhGroup,
   encodeError,
+  encodeProof,
   type Hello,
+  type HostKey,
+  hostKeyFingerprint,
   isTeachingGroup,
   MAX_WIRE_DIGITS,
   parseChat,
@@ -36,6 +42,7 @@ import {
   SECURE_CIPHER,
   type Session,
 } from "./dh.ts";
+import type { KnownHosts } from "./hostkeys.ts";
 
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -147,12 +154,14 @@ export function memoryPipe(): [Duplex, Duplex] {
 export const DEFAULT_MAX_LINE = 1_048_576;
 
 /**
- * The longest hello line a group can produce (its public key as long as p),
- * or, without a group, the longest any acceptable hello can be (a custom
- * 8192-bit group whose g is as long as p): the least line limit that works.
+ * The longest hello line a group can produce (its public key as long as p,
+ * with the revision-3 host key and password members), or, without a group,
+ * the longest any acceptable hello can be (a custom 8192-bit group whose g is
+ * as long as p): the least line limit that works.
  */
 export function longestHello(group?: DhGroup): number {
   const digits = group?.pDecimal.length ?? MAX_WIRE_DIGITS;
+  const base64Of32Bytes = "x".repeat(44);
   return JSON.stringify({
     type: "hello",
     protocol: PROTOCOL,
@@ -161,6 +170,9 @@ export function longestHello(group?: DhGroup): number {
     g: group ? group.g.toString() : "9".repeat(digits),
     publicKey: "9".repeat(digits),
     cipher: SECURE_CIPHER,
+    hostKey: base64Of32Bytes,
+    auth: "password",
+    nonce: base64Of32Bytes,
   }).length;
 }
 
@@ -827,28 +839,70 @@ export interface ServerHandshakeOptions {
   readonly cipher: CipherName;
   /** A fixed private key (toy mode); fresh and random when omitted. */
   readonly privateKey?: bigint;
-  /** Time the client has to send its key, in ms. */
+  /** Time the client has to send its key (and its `confirm`), in ms. */
   readonly timeoutMs: number;
+  /** The host key to announce, and to prove to clients that ask (revision 3). */
+  readonly hostKey?: HostKey;
+  /** The room password every client must prove it knows (revision 3). */
+  readonly password?: string;
+}
+
+/**
+ * The client did not prove that it knows the room password: its `confirm`
+ * did not open, or another record came first. The server answers with the
+ * error frame {@link WrongPasswordError.FRAME_MESSAGE} and counts a guess.
+ */
+export class WrongPasswordError extends ProtocolError {
+  /** The text of the `error` frame the server sends. */
+  static readonly FRAME_MESSAGE = "wrong password";
+
+  /** A wrong password from the client. */
+  constructor() {
+    super(WrongPasswordError.FRAME_MESSAGE);
+    this.name = "WrongPasswordError";
+  }
 }
 
 /**
  * Server side of the handshake: sends the hello, waits (bounded) for the
- * client's key line and derives the session.
+ * client's key line and derives the session. Revision 3: signs the proof if
+ * the client asked for it; with a password, opens the client's `confirm` and
+ * answers with its own before anything else.
  *
- * @returns the session, or `null` if the client left before sending its key
+ * @returns the session, or `null` if the client left before its key (or its confirm)
+ * @throws {WrongPasswordError} if the client does not know the password
  * @throws {ProtocolError} for a bad key frame, a timeout or a broken line
  */
 export async function serverHandshake(
   link: LineConnection,
   options: ServerHandshakeOptions,
 ): Promise<Session | null> {
-  const offer = createOffer(options.group, options.cipher, options.privateKey);
+  const offer = createOffer(options.group, options.cipher, options.privateKey, {
+    hostKey: options.hostKey,
+    password: options.password,
+  });
   link.send(offer.line);
   const keyLine = await bounded(link.readLine(), {
     ms: options.timeoutMs,
     timeout: `no key within ${options.timeoutMs / 1000} s (handshake timeout)`,
   });
-  return keyLine === null ? null : acceptKey(offer, keyLine);
+  if (keyLine === null) return null;
+  const session = acceptKey(offer, keyLine);
+  if (session.proofRequested && options.hostKey) link.send(encodeProof(options.hostKey, session));
+  if (session.passwordGenerator === undefined) return session;
+  const confirmLine = await bounded(link.readLine(), {
+    ms: options.timeoutMs,
+    timeout: `no confirm within ${options.timeoutMs / 1000} s (handshake timeout)`,
+  });
+  if (confirmLine === null) return null;
+  try {
+    session.open(confirmLine); // record 0 of a password session opens only as a confirm
+  } catch (error) {
+    if (error instanceof ProtocolError && error.fromPeer) throw error;
+    throw new WrongPasswordError();
+  }
+  link.send(session.seal("confirm", CONFIRM_TEXT));
+  return session;
 }
 
 /** Options of {@link clientHandshake}. */
@@ -863,11 +917,31 @@ export interface ClientHandshakeOptions {
    * draws a fresh random key.
    */
   readonly teachingKey?: bigint;
-  /** Time the server has to send its hello, in ms. */
+  /** Time the server has to send its hello (and its proof and confirm), in ms. */
   readonly timeoutMs: number;
   /** Ends the wait at once (Ctrl-C). */
   readonly signal?: AbortSignal;
+  /**
+   * Where host keys are remembered (trust on first use); without it nothing
+   * is remembered and only `pin` is checked.
+   */
+  readonly knownHosts?: KnownHosts;
+  /** The address dialled, `host:port`: the known-hosts key. */
+  readonly address?: string;
+  /** A host key fingerprint the server must have (`--host-key`), even on first contact. */
+  readonly pin?: string;
+  /** The room password (revision 3). */
+  readonly password?: string;
 }
+
+/**
+ * What the client knows of the server's host key after the handshake:
+ * - `new`: first contact, the key was proved and is now remembered;
+ * - `known`: it equals the key remembered;
+ * - `pinned`: it equals the fingerprint given;
+ * - `unverified`: the server has no host key (revision 1 or 2), nothing remembered.
+ */
+export type HostKeyStatus = "new" | "known" | "pinned" | "unverified";
 
 /** What the client learns in the handshake. */
 export interface ClientHandshake {
@@ -875,40 +949,139 @@ export interface ClientHandshake {
   readonly hello: Hello;
   /** The established session. */
   readonly session: Session;
+  /** The server's host key fingerprint, proved in this session (undefined: none sent). */
+  readonly hostKeyFingerprint?: string;
+  /** How the host key was judged. */
+  readonly hostKeyStatus: HostKeyStatus;
 }
+
+/**
+ * The server's host key is not the one expected (remembered or pinned), or
+ * it sent none where one is expected (a downgrade). Refused before the
+ * client sends its key.
+ */
+export class HostKeyError extends ProtocolError {
+  /** The address dialled. */
+  readonly address: string;
+  /** The fingerprint expected. */
+  readonly expected: string;
+  /** The fingerprint the server presented (undefined: no host key at all). */
+  readonly presented: string | undefined;
+  /** Whether `expected` was given (`--host-key`) rather than remembered. */
+  readonly pinned: boolean;
+
+  /**
+   * The refusal of the server at `address`.
+   *
+   * @param address the address dialled
+   * @param expected the fingerprint expected
+   * @param presented the server's, if it sent one
+   * @param pinned given rather than remembered
+   */
+  constructor(address: string, expected: string, presented: string | undefined, pinned: boolean) {
+    const source = pinned ? "the fingerprint given with --host-key" : "the one remembered";
+    super(
+      presented === undefined
+        ? `the server at ${address} sent no host key, but ${source} is ${expected}: refusing (a downgrade, or someone in between)`
+        : `the server at ${address} presented host key ${presented}, not ${source}, ${expected}: refusing (someone may sit in between, or the server's key changed)`,
+    );
+    this.name = "HostKeyError";
+    this.address = address;
+    this.expected = expected;
+    this.presented = presented;
+    this.pinned = pinned;
+  }
+}
+
+/** What the client says when the server's confirm does not open. */
+export const SERVER_PASSWORD_FAILURE =
+  "the server could not prove that it knows the password (wrong password, or someone in between)";
 
 /**
  * Client side of the handshake: waits (bounded, abortable) for the hello,
  * judges it ({@link parseHello} refuses before any key is sent), then sends
- * the key line.
+ * the key line. Revision 3, in this order: a host key other than the one
+ * expected, a missing one where one is expected, or a password that the
+ * hello does not match is refused before the key; the key asks for a proof
+ * of any host key announced, which is checked before anything else is sent; with a password, our
+ * `confirm` goes out and the server's must open. Only then is a first
+ * contact's host key remembered.
  *
+ * @throws {HostKeyError} for a host key other than the one expected, or none
  * @throws {ProtocolError} with a reason a user can act on
  */
 export async function clientHandshake(
   link: LineConnection,
   options: ClientHandshakeOptions,
 ): Promise<ClientHandshake> {
-  const helloLine = await bounded(link.readLine(), {
-    ms: options.timeoutMs,
-    timeout: `no hello from the server within ${options.timeoutMs / 1000} s`,
-    signal: options.signal,
-    aborted: "interrupted while waiting for the server's hello",
-  });
+  const read = (what: string) =>
+    bounded(link.readLine(), {
+      ms: options.timeoutMs,
+      timeout: `no ${what} from the server within ${options.timeoutMs / 1000} s`,
+      signal: options.signal,
+      aborted: `interrupted while waiting for the server's ${what}`,
+    });
+  const helloLine = await read("hello");
   if (helloLine === null) {
     throw new ProtocolError("server closed the connection before its hello");
   }
   const hello = parseHello(helloLine, { insecure: options.insecure });
+  const address = options.address ?? "the server";
+  const presented = hello.hostKey && hostKeyFingerprint(hello.hostKey);
+  const remembered = options.knownHosts?.get(address);
+  const expected = options.pin ?? remembered;
+  if (expected !== undefined && presented !== expected) {
+    throw new HostKeyError(address, expected, presented, options.pin !== undefined);
+  }
+  checkPasswordHello(hello, options.password);
   const privateKey = options.privateKey ??
     (isTeachingGroup(hello.group) ? options.teachingKey : undefined);
   let response: ReturnType<typeof respondToHello>;
   try {
-    response = respondToHello(hello, privateKey);
+    // A proof is asked of every server that has a host key to prove (and only then: a
+    // revision-2 server sees the key line it always saw).
+    response = respondToHello(hello, privateKey, {
+      proof: hello.hostKey !== undefined,
+      password: options.password,
+    });
   } catch (error) {
     // Only a key given by hand can be out of range for the offered group.
     throw new ProtocolError(`cannot use this private key: ${(error as Error).message}`);
   }
+  const { session } = response;
   link.send(response.keyLine);
-  return { hello, session: response.session };
+  if (hello.hostKey) {
+    const proofLine = await read("host key proof");
+    if (proofLine === null) {
+      throw new ProtocolError("server closed the connection instead of proving its host key");
+    }
+    checkProof(hello.hostKey, session, proofLine);
+  }
+  if (session.passwordGenerator !== undefined) {
+    link.send(session.seal("confirm", CONFIRM_TEXT));
+    const confirmLine = await read("confirm");
+    if (confirmLine === null) throw new ProtocolError(SERVER_PASSWORD_FAILURE);
+    try {
+      session.open(confirmLine);
+    } catch (error) {
+      if (!(error instanceof ProtocolError && error.fromPeer)) {
+        throw new ProtocolError(SERVER_PASSWORD_FAILURE);
+      }
+      const said = error.message.replace(/^peer reported an error: /, "");
+      throw new ProtocolError(
+        said === WrongPasswordError.FRAME_MESSAGE
+          ? "wrong password (the server refused it)"
+          : error.message,
+        true,
+      );
+    }
+  }
+  let hostKeyStatus: HostKeyStatus = "unverified";
+  if (presented !== undefined) {
+    hostKeyStatus = options.pin !== undefined ? "pinned" : remembered ? "known" : "new";
+    if (remembered === undefined) options.knownHosts?.remember(address, presented);
+  }
+  return { hello, session, hostKeyFingerprint: presented, hostKeyStatus };
 }
 
 // ───────────────────────────────────────────────────────────────────────────

@@ -215,7 +215,7 @@ Deno.test("secure session: lines arrive in order and are acked; same fingerprint
     assert.deepEqual(client.log.of("error"), [], client.log.dump());
     // The wire: key, six msgs, bye; hello, six acks.
     assert.deepEqual(client.tap.types("toServer"), ["key", ...lines.map(() => "msg"), "bye"]);
-    assert.deepEqual(client.tap.types("toClient"), ["hello", ...lines.map(() => "ack")]);
+    assert.deepEqual(client.tap.types("toClient"), ["hello", "proof", ...lines.map(() => "ack")]);
     const fingerprint = client.log.fingerprint();
     assert.ok(fingerprint, client.log.dump());
     assert.notEqual(fingerprint, TOY_FINGERPRINT);
@@ -243,7 +243,8 @@ Deno.test("secure session: lines arrive in order and are acked; same fingerprint
 });
 
 Deno.test("toy session: the original's numbers and the vector's fingerprint", async () => {
-  const toy = { group: GROUPS.toy, cipher: TOY_CIPHER, privateKey: 3n };
+  // No host key, as a revision-2 server: the handshake lines are the vector's, byte for byte.
+  const toy = { group: GROUPS.toy, cipher: TOY_CIPHER, privateKey: 3n, hostKey: null };
   await withRoom(toy, async ({ serverLog, sink, open }) => {
     const client = open({ toy: true });
     client.type("hello");
@@ -439,9 +440,13 @@ Deno.test("default mode: no relay and no join/leave notices between clients", as
     await a.log.waitFor(/^\[\*\] present: /);
     a.end();
     assert.equal(await exitOf(a), 0, a.log.dump());
-    assert.deepEqual(b.tap.types("toClient").filter((t) => t !== "ack"), ["hello"]);
+    assert.deepEqual(b.tap.types("toClient").filter((t) => t !== "ack"), ["hello", "proof"]);
     // a got its one /who notice and nothing else: no "joined", no "left", no chat.
-    assert.deepEqual(a.tap.types("toClient").filter((t) => t !== "ack"), ["hello", "notice"]);
+    assert.deepEqual(a.tap.types("toClient").filter((t) => t !== "ack"), [
+      "hello",
+      "proof",
+      "notice",
+    ]);
     assert.ok(!b.log.lines.some((l) => /only for the server/.test(l)), b.log.dump());
   });
 });
