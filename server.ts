@@ -457,11 +457,12 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
           log.info(`${peer}: ${step}`);
         }
       }
+      const pacer = new SenderPacer(senderRate, budget);
       const channel = new Channel(link, session, {
         keepaliveMs: settings.keepaliveMs,
         ackTimeoutMs: settings.writeTimeoutMs,
         maxUnacked: settings.maxQueuedRecords,
-        pacer: new SenderPacer(senderRate, budget),
+        pacer,
         // A client that reads but stops acking is dropped: one line in the log, not one per record.
         onOverdue: (oldest, pending) =>
           void channel.fail(
@@ -483,6 +484,9 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         if (event.type !== "msg") return;
         const name = member.name;
         const result = room.receive(member, event.text);
+        if (result.kind === "chat" && result.relayedTo > 0) {
+          pacer.chargeRelay(result.relayedTo, event.text.length);
+        }
         options.onMessage?.({ peer, name, seq: event.seq, text: event.text });
         if (log.quiet) return;
         if (result.kind === "chat") log.success(`${name} (${peer}): ${result.text}`);
