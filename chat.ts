@@ -10,8 +10,12 @@
  */
 
 import { type ChatLine, encodeChat } from "./dh.ts";
+import { type QueueBudget, SharedText } from "./transport.ts";
 
 const encoder = new TextEncoder();
+
+/** Default longest chat line a room relays (`--max-message`), in UTF-8 bytes: 64 KiB. */
+export const DEFAULT_MAX_MESSAGE = 64 * 1024;
 
 /** A client or operator name: 1 to 24 characters from A–Z a–z 0–9 _ - . */
 export const NAME_PATTERN: RegExp = /^[A-Za-z0-9_.-]{1,24}$/;
@@ -135,6 +139,8 @@ const SYSTEM_CLOCK: RoomClock = {
 export class RenameAllowance {
   #tokens = RENAME_BURST;
   #updated: number;
+  /** Refusals since the last rename: the first of a run is reported, the rest only counted. */
+  #refused = 0;
   readonly #clock: RoomClock;
 
   /** A full allowance, counted on `clock`. */
@@ -143,8 +149,11 @@ export class RenameAllowance {
     this.#updated = clock.now();
   }
 
-  /** Takes one rename; or, if none is left, returns the ms until the next one. */
-  take(): { ok: true } | { ok: false; waitMs: number } {
+  /**
+   * Takes one rename; or, if none is left, returns the ms until the next one
+   * and whether this is not the first refusal in a row.
+   */
+  take(): { ok: true } | { ok: false; waitMs: number; again: boolean } {
     const now = this.#clock.now();
     this.#tokens = Math.min(
       RENAME_BURST,
@@ -153,9 +162,14 @@ export class RenameAllowance {
     this.#updated = now;
     if (this.#tokens >= 1) {
       this.#tokens--;
+      this.#refused = 0;
       return { ok: true };
     }
-    return { ok: false, waitMs: (1 - this.#tokens) * RENAME_INTERVAL_MS };
+    return {
+      ok: false,
+      waitMs: (1 - this.#tokens) * RENAME_INTERVAL_MS,
+      again: this.#refused++ > 0,
+    };
   }
 }
 
@@ -266,10 +280,11 @@ export interface MemberLink {
   /** "host:port", for the operator's eyes. */
   readonly address: string;
   /**
-   * Sends a `chat` record whose plaintext is `payload` (see `encodeChat`,
-   * made once for all receivers); `note` says what it was if its ack is overdue.
+   * Sends a `chat` record whose plaintext is `payload` (see `encodeChat`),
+   * held once for all receivers and sealed when its turn comes; `note` says
+   * what it was if its ack is overdue.
    */
-  chat(payload: string, note: string): void;
+  chat(payload: SharedText, note: string): void;
   /** Sends a `notice` record. */
   notice(text: string): void;
   /** Ends the session with an `error` frame. */
@@ -288,7 +303,12 @@ export interface Member extends MemberLink {
 export type RoomEvent =
   | { readonly kind: "chat"; readonly text: string; readonly relayedTo: number }
   | { readonly kind: "renamed"; readonly from: string; readonly to: string }
-  | { readonly kind: "refused"; readonly reason: string }
+  | {
+    readonly kind: "refused";
+    readonly reason: string;
+    /** A rename refused for the rate again, in a run of them: not worth a log line each. */
+    readonly again?: boolean;
+  }
   | { readonly kind: "who"; readonly names: readonly string[] }
   | { readonly kind: "unknown"; readonly word: string };
 
@@ -315,6 +335,10 @@ export interface RoomOptions {
   readonly relay: boolean;
   /** Longest `chat` plaintext a client can receive, in bytes (a relayed line must fit). */
   readonly maxChatBytes: number;
+  /** Longest line relayed or sent by the operator, in UTF-8 bytes (default 64 KiB). */
+  readonly maxMessage?: number;
+  /** The server's bound on queued bytes: each relayed line counts once while queued. */
+  readonly budget?: QueueBudget;
   /** The key a host is counted under, for `/kick` and `/ban` by address (default: the host). */
   readonly addressKey?: (host: string) => string;
   /** The clock for held join notices, rename limits and coalescing (default: the system's). */
@@ -363,7 +387,7 @@ class RoomMember implements Member {
     return this.#link.address;
   }
 
-  chat(payload: string, note: string): void {
+  chat(payload: SharedText, note: string): void {
     this.#link.chat(payload, note);
   }
 
@@ -518,13 +542,13 @@ export class Room {
   #rename(member: RoomMember, name: string): RoomEvent {
     const from = member.name;
     const refusal = this.#nameRefusal(member, name);
-    const limited = refusal === undefined && from !== name ? member.renames.take() : { ok: true };
+    const limited: ReturnType<RenameAllowance["take"]> = refusal === undefined && from !== name
+      ? member.renames.take()
+      : { ok: true };
     const reason = refusal?.reason ??
       (limited.ok
         ? undefined
-        : `too many renames; try again in ${
-          Math.ceil((limited as { waitMs: number }).waitMs / 1000)
-        } s`);
+        : `too many renames; try again in ${Math.ceil(limited.waitMs / 1000)} s`);
     if (reason) {
       // A member still under its guest name (a taken --name) learns who it is.
       member.notice(
@@ -532,7 +556,11 @@ export class Room {
           ? `name "${name}" ${refusal.short}; you are ${from} (choose another with /name)`
           : `name not changed: ${reason}`,
       );
-      return { kind: "refused", reason };
+      return limited.ok || !limited.again ? { kind: "refused", reason } : {
+        kind: "refused",
+        reason,
+        again: true,
+      };
     }
     member.name = name;
     member.notice(`you are now ${name}`);
@@ -587,10 +615,12 @@ export class Room {
     const members = [...this.#members];
     const byAddress = members.filter((m) => m.address === target);
     if (byAddress.length > 0) return byAddress;
-    const named = this.find(target) as RoomMember | undefined;
-    if (named) return [named];
+    // An address means the host, even if a member took it as its name.
     const key = this.#addressKey(targetHost(target));
-    return members.filter((m) => this.#addressKey(hostOf(m.address)) === key);
+    const byHost = members.filter((m) => this.#addressKey(hostOf(m.address)) === key);
+    if (byHost.length > 0 && looksLikeAddress(target)) return byHost;
+    const named = this.find(target) as RoomMember | undefined;
+    return named ? [named] : byHost;
   }
 
   /** `/ban TARGET [MINUTES]`: removes everyone from the target's address, which the server refuses. */
@@ -603,10 +633,12 @@ export class Room {
         reason: `minutes must be a whole number from 1 to 525600; ${BAN_USAGE}`,
       };
     }
-    const member = [...this.#members].find((m) => m.address === target) ?? this.find(target);
+    const member = [...this.#members].find((m) => m.address === target);
+    const named = this.find(target);
     let host: string;
     if (member) host = hostOf(member.address);
     else if (looksLikeAddress(target)) host = targetHost(target);
+    else if (named) host = hostOf(named.address);
     else {
       return {
         kind: "refused",
@@ -659,15 +691,26 @@ export class Room {
     return undefined;
   }
 
-  /** The plaintext of `line`'s chat record, or why it fits no client's record. */
-  #encode(line: ChatLine): { payload: string } | { tooLong: string } {
+  /**
+   * The plaintext of `line`'s chat record, held once for every receiver, or
+   * why it is not sent: longer than `maxMessage`, or fitting no client's record.
+   */
+  #encode(line: ChatLine): { payload: SharedText } | { tooLong: string } {
+    const maxMessage = this.#options.maxMessage ?? DEFAULT_MAX_MESSAGE;
+    // Cheap tests first: no UTF-8 character takes more than 3 bytes per UTF-16 unit.
+    if (line.text.length * 3 > maxMessage) {
+      const bytes = encoder.encode(line.text).length;
+      if (bytes > maxMessage) {
+        return { tooLong: `the line takes ${bytes} bytes; at most ${maxMessage} go to the room` };
+      }
+    }
     const payload = encodeChat(line);
     const max = this.#options.maxChatBytes;
-    // Cheap test first: no UTF-8 character takes more than 3 bytes per UTF-16 unit.
-    if (payload.length * 3 <= max) return { payload };
+    const shared = () => ({ payload: new SharedText(payload, this.#options.budget) });
+    if (payload.length * 3 <= max) return shared();
     const bytes = encoder.encode(payload).length;
     return bytes <= max
-      ? { payload }
+      ? shared()
       : { tooLong: `the line takes ${bytes} bytes as a chat record; at most ${max} fit` };
   }
 }

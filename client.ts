@@ -16,6 +16,7 @@
 
 import { checkName } from "./chat.ts";
 import {
+  commandName,
   count,
   createLogger,
   describeError,
@@ -29,7 +30,10 @@ import {
   Output,
   type ParsedCommand,
   parseFlags,
+  type PasswordSource,
+  passwordSource,
   readCommand,
+  readPassword,
   sentence,
   UsageError,
   WireView,
@@ -46,10 +50,20 @@ import {
   DEFAULT_MAX_LINE,
   DEFAULT_PORT,
   formatAddress,
+  HostKeyError,
   LineConnection,
   longestHello,
   maxRecordText,
 } from "./transport.ts";
+import {
+  FileStore,
+  hostPort,
+  isHostKeyFingerprint,
+  KnownHosts,
+  LocalStorageStore,
+  MemoryStore,
+  STORAGE_KEYS,
+} from "./hostkeys.ts";
 
 /** Options of {@link runClient}. */
 export interface ClientOptions {
@@ -73,6 +87,16 @@ export interface ClientOptions {
   maxLine?: number;
   /** Show every number, including secrets. */
   verbose?: boolean;
+  /**
+   * Where server host keys are remembered, by `host:port` (trust on first
+   * use). Default: memory, so nothing outlives the call; the script uses
+   * Deno's localStorage or `--known-hosts FILE`.
+   */
+  knownHosts?: KnownHosts;
+  /** The host key fingerprint the server must have (`--host-key SHA256:…`), even on first contact. */
+  hostKey?: string;
+  /** The room password (revision 3). */
+  password?: string;
   /** Show every frame sent and received (`--wire`); in toy mode, each record's XOR step by step. */
   wire?: boolean;
   /** Lines to send (default: stdin). */
@@ -170,13 +194,19 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
   log.success(`Connected to ${options.connection ? "the server" : formatAddress(host, port)}`);
 
   let channel: Channel;
+  const address = hostPort(host, port);
+  const knownHosts = options.knownHosts ?? new KnownHosts(new MemoryStore());
   try {
-    const { hello, session } = await clientHandshake(link, {
+    const { hello, session, hostKeyFingerprint, hostKeyStatus } = await clientHandshake(link, {
       insecure: toy,
       privateKey: options.privateKey,
       teachingKey: toy ? TOY_CLIENT_PRIVATE_KEY : undefined,
       timeoutMs,
       signal: options.signal,
+      knownHosts,
+      address,
+      pin: options.hostKey,
+      password: options.password,
     });
     // The toy numbers are the lesson; a real group's secrets only with --verbose.
     const reveal = options.verbose === true || isTeachingGroup(hello.group);
@@ -193,7 +223,29 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     if (!log.quiet) { for (const step of describeHandshake(session, reveal)) log.info(step); }
     if (wire) wire.session = session;
     log.success(`Session established; fingerprint ${session.fingerprint}`);
-    if (options.verbose) { for (const step of explainSession(session)) log.info(step); }
+    if (options.verbose || (reveal && session.passwordGenerator)) {
+      for (const step of explainSession(session, hostKeyFingerprint)) log.info(step);
+    }
+    switch (hostKeyStatus) {
+      case "new":
+        log.success(
+          `First contact with ${address}: remembered its host key ${hostKeyFingerprint}; compare it with the "Host key" line the server printed`,
+        );
+        break;
+      case "known":
+        log.success(`Host key ${hostKeyFingerprint} verified (as remembered for ${address})`);
+        break;
+      case "pinned":
+        log.success(`Host key ${hostKeyFingerprint} verified (as given with --host-key)`);
+        break;
+      case "unverified":
+        log.error(
+          "The server sent no host key (an older server): it cannot be verified; nothing remembered",
+        );
+    }
+    if (session.passwordGenerator) {
+      log.success("Both sides proved that they know the room password");
+    }
     if (isTeachingGroup(group) || hello.cipher !== SECURE_CIPHER) {
       log.error("Toy mode: these numbers can be broken by hand; do not send secrets");
     } else {
@@ -202,10 +254,26 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     channel = new Channel(link, session, {
       keepaliveMs: options.keepaliveMs ?? CLIENT_DEFAULTS.keepaliveMs,
       ackTimeoutMs: timeoutMs,
-      onOverdue: (entry) => log.error(`${entry.note} not acknowledged after ${seconds}`),
+      // One line per episode: a server that stopped acking is not reported once per line.
+      onOverdue: (oldest, pending) =>
+        log.error(
+          pending === 1
+            ? `${oldest.note} not acknowledged after ${seconds}`
+            : `${count(pending, "line")} not acknowledged yet; ${oldest.note} waits for ${seconds}`,
+        ),
     });
   } catch (error) {
     log.error(sentence(describeError(error)));
+    if (error instanceof HostKeyError && !error.pinned && error.presented !== undefined) {
+      const file = knownHosts.store instanceof FileStore
+        ? ` --known-hosts ${knownHosts.store.description}`
+        : "";
+      log.error(
+        `If you know that the server's key changed, forget the old one with: ${
+          commandName("client.ts")
+        }${file} --forget-host ${error.address}`,
+      );
+    }
     if (error instanceof ProtocolError && !error.fromPeer) await link.fail(error.message);
     link.close();
     return EXIT.FAILURE;
@@ -313,11 +381,11 @@ class Conversation {
     if (inputEnd !== "session-ended") {
       // Leaving: acks, then bye, all within one --timeout; a second Ctrl-C cuts it short.
       const deadline = performance.now() + timeoutMs;
-      const acks = this.#channel.acks;
-      if (acks.pending > 0 && interactive) {
+      const backlog = this.#channel.backlog;
+      if (backlog > 0 && interactive) {
         log.info(
           `Waiting up to ${timeoutMs / 1000} s for ${
-            count(acks.pending, "acknowledgement")
+            count(backlog, "acknowledgement")
           } (Ctrl-C again to leave now)`,
         );
       }
@@ -326,7 +394,7 @@ class Conversation {
       const cut = signal && !signal.aborted && forceSignal
         ? AbortSignal.any([signal, forceSignal])
         : forceSignal;
-      await acks.drained({ ms: timeoutMs, signal: cut });
+      await this.#channel.settled({ ms: timeoutMs, signal: cut });
       await this.#channel.bye(Math.max(0, deadline - performance.now()), cut);
     }
     const end = await receiving;
@@ -365,14 +433,16 @@ class Conversation {
         await this.#countUnsent();
         return "exit";
       }
-      const seq = this.#channel.send("msg", next.text, `Line ${this.#linesRead}`);
-      if (seq < 0) {
+      if (!this.#channel.send("msg", next.text, `Line ${this.#linesRead}`)) {
         this.#unsent++;
         continue;
       }
-      // Backpressure: a server that reads slowly slows the reading of input down.
-      if (link.queuedBytes > SEND_HIGH_WATER) {
-        const drained = link.drain().then(() => "drained" as const);
+      // Flow control: input is read no faster than the server acknowledges
+      // (a full ack window) or reads (many unsent bytes).
+      if (!this.#channel.windowOpen || link.queuedBytes > SEND_HIGH_WATER) {
+        const drained = this.#channel.whenWritable()
+          .then(() => link.queuedBytes > SEND_HIGH_WATER ? link.drain() : undefined)
+          .then(() => "drained" as const);
         const caughtUp = await Promise.race([drained, ended, interrupted]);
         if (caughtUp === "interrupted") return caughtUp;
         if (caughtUp === "session-ended") {
@@ -444,7 +514,14 @@ class Conversation {
     const log = this.#log;
     let failed = false;
     if (end.reason === "error") {
-      log.error(sentence(describeError(end.error)));
+      const error = end.error;
+      log.error(
+        error instanceof ProtocolError && error.fromPeer
+          ? `The server dropped this session: ${
+            error.message.replace(/^peer reported an error: (peer )?/, "")
+          }`
+          : sentence(describeError(error)),
+      );
       failed = true;
     } else if (end.reason === "closed") {
       log.error("Server closed the connection without bye");
@@ -469,6 +546,7 @@ class Conversation {
       );
       failed = true;
     }
+    this.#unsent += this.#channel.unsent;
     if (this.#unsent > 0) {
       const n = `${this.#unsentAtLeast ? "at least " : ""}${count(this.#unsent, "input line")}`;
       log.error(
@@ -519,6 +597,13 @@ Options:
                        knows pings), leave if it stays silent as long again
                        (default ${CLIENT_DEFAULTS.keepaliveMs / 1000}; 0 turns it off)
   --max-line BYTES     longest line accepted from the server (default ${CLIENT_DEFAULTS.maxLine})
+  --host-key SHA256:…  require exactly this server host key, even on first contact
+  --known-hosts FILE   remember server host keys in FILE (lines "HOST:PORT
+                       SHA256:…") instead of the default store (localStorage)
+  --forget-host HOST:PORT
+                       forget the host key remembered for HOST:PORT, and exit
+  --password           the room's password, asked here (hidden)
+  --password-file FILE the room's password: the first line of FILE
   --quiet              print only errors and what others write
   --verbose            show the math: every number, including secrets
   --wire               show every frame sent and received (what an eavesdropper
@@ -534,7 +619,14 @@ acknowledged, piped input the server ended the session before the end of),
 2 usage error.`;
 
 /** What `main` needs from the command line. */
-export type ClientCommand = ParsedCommand<ClientOptions>;
+export type ClientCommand = ParsedCommand<ClientOptions> & {
+  /** `--known-hosts FILE`: host keys in FILE instead of the default store. */
+  readonly knownHostsFile?: string;
+  /** `--forget-host HOST:PORT`: only forget that entry. */
+  readonly forgetHost?: string;
+  /** `--password` / `--password-file`. */
+  readonly password?: PasswordSource;
+};
 
 /**
  * Turns the command line into client options.
@@ -542,7 +634,20 @@ export type ClientCommand = ParsedCommand<ClientOptions>;
  * @throws {UsageError} for unknown flags, bad values and flag conflicts
  */
 export function parseClientArgs(args: string[]): ClientCommand {
-  const flags = parseFlags(args, { timeout: { type: "string" } });
+  const flags = parseFlags(args, {
+    timeout: { type: "string" },
+    "host-key": { type: "string" },
+    "known-hosts": { type: "string" },
+    "forget-host": { type: "string" },
+  });
+  const pin = flags.string("host-key");
+  if (pin !== undefined && !isHostKeyFingerprint(pin)) {
+    throw new UsageError(
+      `--host-key wants a fingerprint like SHA256:ZbYGc9btiEvwHCwiLYKtoHQPKawzVdapJcgfF/R6J7g, got ${
+        JSON.stringify(pin)
+      }`,
+    );
+  }
   const toy = flags.boolean("toy");
   if (flags.has("private-key") && !toy) {
     throw new UsageError("--private-key is a teaching flag and needs --toy");
@@ -570,12 +675,16 @@ export function parseClientArgs(args: string[]): ClientCommand {
     keepaliveMs: flags.milliseconds("keepalive", true),
     maxLine,
     verbose: flags.boolean("verbose"),
+    hostKey: pin,
     wire: flags.boolean("wire"),
   };
   return {
     options,
     quiet: flags.boolean("quiet"),
     help: flags.boolean("help"),
+    knownHostsFile: flags.string("known-hosts"),
+    forgetHost: flags.string("forget-host"),
+    password: passwordSource(flags),
     version: flags.boolean("version"),
   };
 }
@@ -588,6 +697,36 @@ export async function main(args: string[]): Promise<number> {
     await output.settle();
     return command;
   }
+  const log = createLogger({ quiet: command.quiet, output });
+  const knownHosts = new KnownHosts(
+    command.knownHostsFile === undefined
+      ? new LocalStorageStore(STORAGE_KEYS.knownHosts)
+      : new FileStore(command.knownHostsFile),
+  );
+  let password: string | undefined;
+  try {
+    if (command.forgetHost !== undefined) {
+      const removed = knownHosts.forget(command.forgetHost);
+      if (removed) {
+        log.success(
+          `Forgot host key ${removed} of ${command.forgetHost} (in ${knownHosts.store.description})`,
+        );
+      } else {
+        log.info(
+          `No host key was remembered for ${command.forgetHost} in ${knownHosts.store.description}`,
+        );
+      }
+      await output.settle();
+      return EXIT.OK;
+    }
+    if (command.password) password = await readPassword(command.password, false);
+  } catch (error) {
+    log.error(
+      sentence(describeError(error)) + (error instanceof UsageError ? " (see --help)" : ""),
+    );
+    await output.settle();
+    return error instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE;
+  }
   // First Ctrl-C: leave as at the end of input; second: leave now.
   const leave = new AbortController();
   const force = new AbortController();
@@ -596,7 +735,9 @@ export async function main(args: string[]): Promise<number> {
   try {
     return await runClient({
       ...command.options,
-      logger: createLogger({ quiet: command.quiet, output }),
+      knownHosts,
+      password,
+      logger: log,
       output,
       signal: leave.signal,
       forceSignal: force.signal,

@@ -572,6 +572,8 @@ export const COMMON_FLAGS: FlagSpec = Object.freeze({
   toy: { type: "boolean" },
   wire: { type: "boolean" },
   "private-key": { type: "string" },
+  password: { type: "boolean" },
+  "password-file": { type: "string" },
   quiet: { type: "boolean" },
   verbose: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -755,14 +757,14 @@ export function parseFlags(args: string[], extra: FlagSpec): Flags {
  * actually run, see {@link commandName}) or the `--version` line. Returns
  * the command to run, or the exit code when there is nothing to run.
  */
-export function readCommand<T>(
+export function readCommand<C extends ParsedCommand<unknown>>(
   args: string[],
-  parse: (args: string[]) => ParsedCommand<T>,
+  parse: (args: string[]) => C,
   usage: (command: string) => string,
   output: Output,
   script: Script,
-): ParsedCommand<T> | number {
-  let command: ParsedCommand<T>;
+): C | number {
+  let command: C;
   try {
     command = parse(args);
   } catch (error) {
@@ -841,26 +843,119 @@ export function describeBigint(n: bigint, reveal: boolean): string {
   return `${bitLength(n)}-bit number, sha256 ${digest}…`;
 }
 
+/** Where the room password comes from: never the command line, where `ps` shows it. */
+export type PasswordSource = { readonly terminal: true } | { readonly file: string };
+
+/**
+ * `--password` (ask at the terminal) or `--password-file FILE`; undefined for neither.
+ *
+ * @throws {UsageError} for both
+ */
+export function passwordSource(flags: Flags): PasswordSource | undefined {
+  const file = flags.string("password-file");
+  if (file !== undefined && flags.boolean("password")) {
+    throw new UsageError("--password and --password-file exclude each other");
+  }
+  if (file !== undefined) return { file };
+  return flags.boolean("password") ? { terminal: true } : undefined;
+}
+
+/**
+ * Reads the room password: the first line of the file, or, at a terminal,
+ * twice with hidden input.
+ *
+ * @param confirm ask twice (a server setting the password)
+ * @throws {UsageError} for `--password` when stdin is not a terminal
+ * @throws {Error} for an unreadable file, an empty password, two different entries
+ */
+export async function readPassword(source: PasswordSource, confirm: boolean): Promise<string> {
+  if ("file" in source) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(source.file);
+    } catch (error) {
+      throw new Error(`cannot read the password file ${source.file}: ${describeError(error)}`);
+    }
+    const password = text.split(/\r?\n/)[0];
+    if (password === "") throw new Error(`the first line of ${source.file} is empty`);
+    return password;
+  }
+  if (!Deno.stdin.isTerminal()) {
+    throw new UsageError(
+      "--password asks at a terminal, and stdin is not one: use --password-file FILE",
+    );
+  }
+  const password = await readHidden("Room password: ");
+  if (password === "") throw new Error("the password is empty");
+  if (confirm && await readHidden("Same password again: ") !== password) {
+    throw new Error("the two passwords differ");
+  }
+  return password;
+}
+
+/** One line typed at the terminal without echo (Backspace edits; Ctrl-C gives up). */
+async function readHidden(prompt: string): Promise<string> {
+  const encoder = new TextEncoder();
+  Deno.stderr.writeSync(encoder.encode(prompt));
+  const bytes: number[] = [];
+  const buffer = new Uint8Array(256);
+  Deno.stdin.setRaw(true);
+  try {
+    for (;;) {
+      const n = await Deno.stdin.read(buffer);
+      if (n === null) break;
+      for (const byte of buffer.subarray(0, n)) {
+        if (byte === 0x0d || byte === 0x0a) return new TextDecoder().decode(Uint8Array.from(bytes));
+        if (byte === 0x03) throw new Error("interrupted while reading the password");
+        if (byte === 0x7f || byte === 0x08) {
+          // Drop the last character, with all its UTF-8 continuation bytes.
+          while (bytes.length > 0 && (bytes.pop()! & 0xc0) === 0x80);
+        } else if (byte >= 0x20) bytes.push(byte);
+      }
+    }
+    return new TextDecoder().decode(Uint8Array.from(bytes));
+  } finally {
+    Deno.stdin.setRaw(false);
+    Deno.stderr.writeSync(encoder.encode("\n"));
+  }
+}
+
 /**
  * The whole computation of a session, one step a line, for `--verbose` and
  * toy mode: a lesson in Diffie-Hellman. Prints secrets; never call it
  * otherwise.
+ *
+ * @param hostKey the server's host key fingerprint, when a proof was made or checked
  */
-export function explainSession(session: Session): string[] {
+export function explainSession(session: Session, hostKey?: string): string[] {
   const [mine, theirs] = session.role === "server" ? ["b", "A"] : ["a", "B"];
   const okm = session.keySchedule;
   const part = (name: keyof typeof KEY_SCHEDULE_LAYOUT) =>
     okm.subarray(...KEY_SCHEDULE_LAYOUT[name]).toHex();
-  const lines = [
-    `p = ${session.group.p}`,
-    `g = ${session.group.g}`,
+  const password = session.passwordGenerator;
+  const base = password ? "G" : "g";
+  const lines = [`p = ${session.group.p}`, `g = ${session.group.g}`];
+  if (password) {
+    lines.push(
+      `room password: h = HKDF-SHA-256(password, nonce, "dhx/1 password generator" ‖ 0 ‖ p ‖ ${password.counter}) mod p = ${password.hash}`,
+      `G = h² mod p = ${password.generator} (the password's G replaces g: without the password, no one gets the same Z)`,
+    );
+  }
+  lines.push(
     `private key ${mine} = ${session.privateKey}`,
-    `public key ${mine.toUpperCase()} = g^${mine} mod p = ${session.publicKey}`,
+    `public key ${mine.toUpperCase()} = ${base}^${mine} mod p = ${session.publicKey}`,
     `peer public key ${theirs} = ${session.peerPublicKey}`,
     `shared secret Z = ${theirs}^${mine} mod p = ${session.sharedSecret}`,
     `transcript hash th = SHA-256(hello LF key LF) = ${session.transcriptHash.toHex()}`,
-    `key schedule = HKDF-SHA-256(Z, th, "dhx/1 key schedule", 136 bytes):`,
-  ];
+  );
+  if (session.proofRequested && hostKey) {
+    lines.push(
+      `host key proof = Ed25519 signature of "dhx/1 host key proof" ‖ 0 ‖ th with host key ${hostKey}: ${
+        session.role === "server" ? "made and sent" : "checked"
+      }`,
+    );
+  }
+  lines.push(`key schedule = HKDF-SHA-256(Z, th, "dhx/1 key schedule", 136 bytes):`);
   if (session.cipher === TOY_CIPHER) {
     lines.push(`  xor8 key byte = Z mod 256 = ${session.sharedSecret % 256n}`);
   } else {

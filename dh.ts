@@ -8,13 +8,16 @@
  * 2. arithmetic — bigint `modpow`, primality, byte conversions and `xor`;
  * 3. keys — custom groups, private and public keys, wire integers;
  * 4. key schedule — transcript hash, HKDF, fingerprint;
- * 5. records — the handshake frames and the sealed records of a {@link Session}.
+ * 5. authentication (revision 3) — the server's Ed25519 host key and its
+ *    proof, the room password's generator G;
+ * 6. records — the handshake frames and the sealed records of a {@link Session}.
  *
  * No sockets, no console, no timers: the transport (`transport.ts`) and the
- * command line (`console.ts`) are modules of their own. The primitives are
- * Deno built-ins: bigints for the group arithmetic, synchronous `node:crypto`
- * for SHA-256, HKDF, AES-256 and HMAC (faster than WebCrypto's asynchronous
- * calls for records this small, and nothing to download).
+ * command line (`console.ts`) are modules of their own; SHA-256, HMAC and
+ * HKDF live in `hash.ts`. The primitives are Deno built-ins: bigints for the
+ * group arithmetic, synchronous `node:crypto` for AES-256 and Ed25519 (faster
+ * than WebCrypto's asynchronous calls for work this small, and nothing to
+ * download).
  *
  * @example Agree on a key by hand (the original's numbers)
  * ```ts
@@ -29,7 +32,20 @@
  * @module
  */
 
-import { type Cipheriv, createCipheriv, hash, timingSafeEqual } from "node:crypto";
+import { Buffer } from "node:buffer";
+import {
+  type Cipheriv,
+  createCipheriv,
+  createPrivateKey,
+  createPublicKey,
+  type KeyObject,
+  sign,
+  timingSafeEqual,
+  verify,
+} from "node:crypto";
+import { hkdfSha256, HmacSha256, sha256 } from "./hash.ts";
+
+export { sha256 };
 
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -699,10 +715,20 @@ export function customGroup(p: bigint, g: bigint): DhGroup {
   return makeGroup("custom", p, g, undefined, "custom parameters (insecure)");
 }
 
-/** The public key g^x mod p for private key `x`. */
-export function derivePublicKey(group: DhGroup, privateKey: bigint): bigint {
+/**
+ * The public key g^x mod p for private key `x`, or G^x mod p for another
+ * generator G (a room password's, revision 3).
+ */
+export function derivePublicKey(
+  group: DhGroup,
+  privateKey: bigint,
+  generator: bigint = group.g,
+): bigint {
   // Every handshake raises the same g: its comb table is built once per group.
-  return fixedBaseModpow(group.g, privateKey, group.p);
+  // A password's G is new with every nonce: a comb would never be used twice.
+  return generator === group.g
+    ? fixedBaseModpow(group.g, privateKey, group.p)
+    : modpow(generator, privateKey, group.p);
 }
 
 /**
@@ -711,7 +737,7 @@ export function derivePublicKey(group: DhGroup, privateKey: bigint): bigint {
  * RFC groups: exactly `group.privateKeyBits` bits (top bit set), which is far
  * below q = (p − 1)/2. Toy and custom groups: uniform in [2, p − 2].
  */
-export function generatePrivateKey(group: DhGroup): bigint {
+export function generatePrivateKey(group: DhGroup, generator: bigint = group.g): bigint {
   if (group.privateKeyBits < group.bits) {
     const bits = group.privateKeyBits;
     return randomBits(bits) | (1n << BigInt(bits - 1));
@@ -719,7 +745,7 @@ export function generatePrivateKey(group: DhGroup): bigint {
   // In a small group g^x may be 1 or p − 1, which every peer refuses: draw again.
   for (;;) {
     const key = randomBetween(2n, group.p - 2n);
-    const publicKey = derivePublicKey(group, key);
+    const publicKey = derivePublicKey(group, key, generator);
     if (publicKey > 1n && publicKey < group.p - 1n) return key;
   }
 }
@@ -730,11 +756,15 @@ export function generatePrivateKey(group: DhGroup): bigint {
  *
  * @throws {RangeError} with a reason otherwise
  */
-export function checkPrivateKey(group: DhGroup, privateKey: bigint): void {
+export function checkPrivateKey(
+  group: DhGroup,
+  privateKey: bigint,
+  generator: bigint = group.g,
+): void {
   if (privateKey < 1n || privateKey > group.p - 2n) {
     throw new RangeError(`the private key must lie in 1 … p − 2 = ${group.p - 2n}`);
   }
-  const publicKey = derivePublicKey(group, privateKey);
+  const publicKey = derivePublicKey(group, privateKey, generator);
   if (publicKey <= 1n || publicKey >= group.p - 1n) {
     throw new RangeError(
       `private key ${privateKey} gives the public key ${publicKey}, which every peer refuses`,
@@ -885,238 +915,6 @@ export const KEY_SCHEDULE_LAYOUT: Readonly<
   fingerprint: [128, 136],
 });
 
-/** SHA-256 of `data`. */
-export function sha256(data: Uint8Array | string): Uint8Array {
-  return new Uint8Array(hash("sha256", data, "buffer"));
-}
-
-// SHA-256 (FIPS 180-4) for short HMAC inputs (record tags, the key schedule),
-// in JavaScript: one call
-// into native code costs more than hashing a few blocks here (measured: 1.5 µs
-// against 7–10 µs for a 100-byte tag). Longer inputs go to node:crypto. It is
-// constant-time by construction: additions, shifts and logic on 32-bit words,
-// no table indexed by secret data. dh_test.ts checks it against node:crypto.
-
-const SHA256_K = Int32Array.from([
-  0x428a2f98,
-  0x71374491,
-  0xb5c0fbcf,
-  0xe9b5dba5,
-  0x3956c25b,
-  0x59f111f1,
-  0x923f82a4,
-  0xab1c5ed5,
-  0xd807aa98,
-  0x12835b01,
-  0x243185be,
-  0x550c7dc3,
-  0x72be5d74,
-  0x80deb1fe,
-  0x9bdc06a7,
-  0xc19bf174,
-  0xe49b69c1,
-  0xefbe4786,
-  0x0fc19dc6,
-  0x240ca1cc,
-  0x2de92c6f,
-  0x4a7484aa,
-  0x5cb0a9dc,
-  0x76f988da,
-  0x983e5152,
-  0xa831c66d,
-  0xb00327c8,
-  0xbf597fc7,
-  0xc6e00bf3,
-  0xd5a79147,
-  0x06ca6351,
-  0x14292967,
-  0x27b70a85,
-  0x2e1b2138,
-  0x4d2c6dfc,
-  0x53380d13,
-  0x650a7354,
-  0x766a0abb,
-  0x81c2c92e,
-  0x92722c85,
-  0xa2bfe8a1,
-  0xa81a664b,
-  0xc24b8b70,
-  0xc76c51a3,
-  0xd192e819,
-  0xd6990624,
-  0xf40e3585,
-  0x106aa070,
-  0x19a4c116,
-  0x1e376c08,
-  0x2748774c,
-  0x34b0bcb5,
-  0x391c0cb3,
-  0x4ed8aa4a,
-  0x5b9cca4f,
-  0x682e6ff3,
-  0x748f82ee,
-  0x78a5636f,
-  0x84c87814,
-  0x8cc70208,
-  0x90befffa,
-  0xa4506ceb,
-  0xbef9a3f7,
-  0xc67178f2,
-]);
-const SHA256_IV = Int32Array.from([
-  0x6a09e667,
-  0xbb67ae85,
-  0x3c6ef372,
-  0xa54ff53a,
-  0x510e527f,
-  0x9b05688c,
-  0x1f83d9ab,
-  0x5be0cd19,
-]);
-
-/** Working memory of the SHA-256 functions (synchronous, so shared). */
-const sha256Schedule = new Int32Array(64);
-const sha256State = new Int32Array(8);
-const sha256Tail = new Uint8Array(128);
-
-/** Absorbs the 64-byte block at `offset` of `bytes` into `state`. */
-function sha256Block(state: Int32Array, bytes: Uint8Array, offset: number): void {
-  const w = sha256Schedule;
-  for (let i = 0; i < 16; i++, offset += 4) {
-    w[i] = (bytes[offset] << 24) | (bytes[offset + 1] << 16) | (bytes[offset + 2] << 8) |
-      bytes[offset + 3];
-  }
-  for (let i = 16; i < 64; i++) {
-    const x = w[i - 15];
-    const y = w[i - 2];
-    const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
-    const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
-    w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
-  }
-  let [a, b, c, d, e, f, g, h] = state;
-  for (let i = 0; i < 64; i++) {
-    const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-    const t1 = (h + s1 + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i]) | 0;
-    const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-    const t2 = (s0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
-    h = g;
-    g = f;
-    f = e;
-    e = (d + t1) | 0;
-    d = c;
-    c = b;
-    b = a;
-    a = (t1 + t2) | 0;
-  }
-  state[0] += a;
-  state[1] += b;
-  state[2] += c;
-  state[3] += d;
-  state[4] += e;
-  state[5] += f;
-  state[6] += g;
-  state[7] += h;
-}
-
-/**
- * Writes into `out` the SHA-256 of one 64-byte block already absorbed into
- * `start` (an HMAC pad) followed by `data`.
- */
-function sha256AfterBlock(start: Int32Array, data: Uint8Array, out: Uint8Array): void {
-  const state = sha256State;
-  state.set(start);
-  const whole = data.length - (data.length % 64);
-  for (let offset = 0; offset < whole; offset += 64) sha256Block(state, data, offset);
-  // Padding: 0x80, zeros, and the bit length of everything hashed (pad block included).
-  const rest = data.length - whole;
-  const tail = sha256Tail;
-  const end = rest < 56 ? 64 : 128;
-  tail.fill(0, 0, end);
-  tail.set(data.subarray(whole));
-  tail[rest] = 0x80;
-  const bits = (64 + data.length) * 8;
-  new DataView(tail.buffer).setUint32(end - 8, Math.floor(bits / 2 ** 32));
-  new DataView(tail.buffer).setUint32(end - 4, bits >>> 0);
-  sha256Block(state, tail, 0);
-  if (end === 128) sha256Block(state, tail, 64);
-  const view = new DataView(out.buffer, out.byteOffset);
-  for (let i = 0; i < 8; i++) view.setInt32(i * 4, state[i]);
-}
-
-/** Inputs longer than this are hashed by node:crypto (measured crossover). */
-const JS_SHA256_MAX = 1024;
-
-/**
- * HMAC-SHA-256 (RFC 2104): H(opad ‖ H(ipad ‖ m)). The hash states after each
- * pad are kept, so a short tag costs three SHA-256 blocks.
- */
-class HmacSha256 {
-  readonly #innerPad = new Uint8Array(64);
-  readonly #outerPad = new Uint8Array(96); // opad ‖ room for the inner hash
-  readonly #innerStart = SHA256_IV.slice();
-  readonly #outerStart = SHA256_IV.slice();
-
-  constructor(key: Uint8Array) {
-    const block = new Uint8Array(64); // keys up to the block size are zero-padded
-    block.set(key.length > 64 ? sha256(key) : key);
-    for (let i = 0; i < 64; i++) {
-      this.#innerPad[i] = block[i] ^ 0x36;
-      this.#outerPad[i] = block[i] ^ 0x5c;
-    }
-    sha256Block(this.#innerStart, this.#innerPad, 0);
-    sha256Block(this.#outerStart, this.#outerPad, 0);
-  }
-
-  /** The tag of `message`. */
-  digest(message: Uint8Array): Uint8Array {
-    const input = new Uint8Array(64 + message.length);
-    input.set(message, 64);
-    return this.digestAfterPad(input);
-  }
-
-  /**
-   * The tag of the message in `input` after its first 64 bytes (room the
-   * native path uses for the pad): no copy of the message is made.
-   */
-  digestAfterPad(input: Uint8Array): Uint8Array {
-    const tag = new Uint8Array(32);
-    if (input.length - 64 > JS_SHA256_MAX) {
-      input.set(this.#innerPad);
-      this.#outerPad.set(hash("sha256", input, "buffer"), 64);
-      tag.set(hash("sha256", this.#outerPad, "buffer"));
-      return tag;
-    }
-    const inner = this.#outerPad.subarray(64);
-    sha256AfterBlock(this.#innerStart, input.subarray(64), inner);
-    sha256AfterBlock(this.#outerStart, inner, tag);
-    return tag;
-  }
-}
-
-/**
- * HKDF-SHA-256 (RFC 5869): extract PRK = HMAC(salt, IKM), then expand
- * T(i) = HMAC(PRK, T(i − 1) ‖ info ‖ i) until `length` bytes.
- */
-function hkdfSha256(
-  ikm: Uint8Array,
-  salt: Uint8Array,
-  info: Uint8Array,
-  length: number,
-): Uint8Array {
-  const expand = new HmacSha256(new HmacSha256(salt).digest(ikm));
-  const out = new Uint8Array(length);
-  let block: Uint8Array = new Uint8Array(0);
-  for (let i = 1, offset = 0; offset < length; i++, offset += 32) {
-    const input = new Uint8Array(block.length + info.length + 1);
-    input.set(block);
-    input.set(info, block.length);
-    input[input.length - 1] = i;
-    block = expand.digest(input);
-    out.set(block.subarray(0, Math.min(32, length - offset)), offset);
-  }
-  return out;
-}
-
 /**
  * The transcript hash th = SHA-256(helloLine ‖ LF ‖ keyLine ‖ LF) over the
  * lines exactly as sent, without their terminators.
@@ -1146,14 +944,180 @@ export function formatFingerprint(bytes: Uint8Array): string {
 }
 
 // ───────────────────────────────────────────────────────────────────────────
-// 5. Records
+// 5. Authentication (revision 3)
+// ───────────────────────────────────────────────────────────────────────────
+
+/** HKDF `info` prefix of the password generator: the ASCII text ‖ 0x00. */
+const PASSWORD_GENERATOR_INFO = encoder.encode("dhx/1 password generator\0");
+
+/** What a host key signs before th: the ASCII text ‖ 0x00. */
+const HOST_KEY_PROOF_PREFIX = encoder.encode("dhx/1 host key proof\0");
+
+/** Bytes of the nonce in a password hello. */
+export const NONCE_LENGTH = 32;
+
+/** Bytes of a raw Ed25519 public key (and of the seed of its private key). */
+export const HOST_KEY_LENGTH = 32;
+
+/** Bytes of an Ed25519 signature. */
+export const SIGNATURE_LENGTH = 64;
+
+/** The password generator of one connection, with how it was found (for teaching). */
+export interface PasswordGenerator {
+  /** The counter i that gave the first usable G. */
+  readonly counter: number;
+  /** h: the HKDF output as an integer mod p. */
+  readonly hash: bigint;
+  /** G = h² mod p, used in place of g. */
+  readonly generator: bigint;
+}
+
+/**
+ * The bytes a password stands for: UTF-8 after Unicode NFC normalization, so
+ * that "ü" typed as one code point or as u + ◌̈ is the same password.
+ *
+ * @throws {RangeError} for an empty password
+ */
+export function passwordBytes(password: string): Uint8Array {
+  const bytes = encoder.encode(password.normalize("NFC"));
+  if (bytes.length === 0) throw new RangeError("a room password cannot be empty");
+  return bytes;
+}
+
+/**
+ * The room password's generator G (revision 3): for i = 0, 1, 2, … h =
+ * HKDF-SHA-256(IKM = password, salt = nonce, info = `dhx/1 password
+ * generator` ‖ 0x00 ‖ p ‖ i, L = byte length of p + 32) mod p, G = h² mod p;
+ * the first G with 1 < G < p − 1. Squaring puts G in the subgroup of order q.
+ * G changes with every nonce, so the fixed-base comb of g cannot serve it:
+ * public keys with G cost one plain {@link modpow}.
+ *
+ * @throws {RangeError} for an empty password, or a group with no usable square
+ */
+export function derivePasswordGenerator(
+  group: DhGroup,
+  password: string,
+  nonce: Uint8Array,
+): PasswordGenerator {
+  const ikm = passwordBytes(password);
+  const pBytes = bigintToBytes(group.p, group.byteLength);
+  const info = new Uint8Array(PASSWORD_GENERATOR_INFO.length + pBytes.length + 1);
+  info.set(PASSWORD_GENERATOR_INFO);
+  info.set(pBytes, PASSWORD_GENERATOR_INFO.length);
+  for (let counter = 0; counter < 256; counter++) {
+    info[info.length - 1] = counter;
+    const okm = hkdfSha256(ikm, nonce, info, group.byteLength + 32);
+    const hash = bytesToBigint(okm) % group.p;
+    const generator = modpow(hash, 2n, group.p);
+    if (generator > 1n && generator < group.p - 1n) return { counter, hash, generator };
+  }
+  throw new RangeError(`p = ${group.p} has no usable password generator`);
+}
+
+/** DER headers that make a raw Ed25519 key a PKCS #8 / SPKI key for node:crypto. */
+const ED25519_PKCS8_HEADER = Uint8Array.fromHex("302e020100300506032b657004220420");
+const ED25519_SPKI_HEADER = Uint8Array.fromHex("302a300506032b6570032100");
+
+/** `header` ‖ `key`. */
+function derKey(header: Uint8Array, key: Uint8Array): Uint8Array {
+  const der = new Uint8Array(header.length + key.length);
+  der.set(header);
+  der.set(key, header.length);
+  return der;
+}
+
+/**
+ * The fingerprint people compare and clients remember: `SHA256:` and the
+ * unpadded standard base64 of SHA-256(the 32 raw public key bytes).
+ */
+export function hostKeyFingerprint(publicKey: Uint8Array): string {
+  return `SHA256:${sha256(publicKey).toBase64({ omitPadding: true })}`;
+}
+
+/** What a host key signs in a session: `dhx/1 host key proof` ‖ 0x00 ‖ th. */
+export function hostKeyProofMessage(th: Uint8Array): Uint8Array {
+  return derKey(HOST_KEY_PROOF_PREFIX, th);
+}
+
+/**
+ * A server's long-term Ed25519 key pair (RFC 8032), made from its 32-byte
+ * seed (the private key as stored).
+ */
+export class HostKey {
+  /** The 32 raw bytes of the public key, as the hello carries them. */
+  readonly publicKey: Uint8Array;
+  /** Its fingerprint, {@link hostKeyFingerprint}. */
+  readonly fingerprint: string;
+  readonly #seed: Uint8Array;
+  readonly #privateKey: KeyObject;
+
+  /**
+   * A host key from its stored seed.
+   *
+   * @param seed the 32-byte private key
+   * @throws {RangeError} for a seed of another length
+   */
+  constructor(seed: Uint8Array) {
+    if (seed.length !== HOST_KEY_LENGTH) {
+      throw new RangeError(
+        `an Ed25519 private key has ${HOST_KEY_LENGTH} bytes, not ${seed.length}`,
+      );
+    }
+    this.#seed = seed.slice();
+    this.#privateKey = createPrivateKey({
+      key: Buffer.from(derKey(ED25519_PKCS8_HEADER, seed)),
+      format: "der",
+      type: "pkcs8",
+    });
+    const spki = createPublicKey(this.#privateKey).export({ format: "der", type: "spki" });
+    this.publicKey = new Uint8Array(spki.subarray(spki.length - HOST_KEY_LENGTH));
+    this.fingerprint = hostKeyFingerprint(this.publicKey);
+  }
+
+  /** A fresh random host key. */
+  static generate(): HostKey {
+    return new HostKey(crypto.getRandomValues(new Uint8Array(HOST_KEY_LENGTH)));
+  }
+
+  /** The seed to store (a copy): whoever has it can be this server. */
+  exportSeed(): Uint8Array {
+    return this.#seed.slice();
+  }
+
+  /** The 64-byte Ed25519 signature of `message`. */
+  sign(message: Uint8Array): Uint8Array {
+    return new Uint8Array(sign(null, message, this.#privateKey));
+  }
+}
+
+/** Whether `signature` is `publicKey`'s Ed25519 signature of `message`. */
+export function verifyHostKeySignature(
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): boolean {
+  if (publicKey.length !== HOST_KEY_LENGTH || signature.length !== SIGNATURE_LENGTH) return false;
+  try {
+    const key = createPublicKey({
+      key: Buffer.from(derKey(ED25519_SPKI_HEADER, publicKey)),
+      format: "der",
+      type: "spki",
+    });
+    return verify(null, message, key, signature);
+  } catch {
+    return false; // not a point on the curve
+  }
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 6. Records
 // ───────────────────────────────────────────────────────────────────────────
 
 /** Which end of the connection a session belongs to. */
 export type Role = "client" | "server";
 
 /** Record types carried after the handshake (DHX/1 §Record types). */
-export type RecordType = "msg" | "chat" | "ack" | "notice" | "ping" | "pong" | "bye";
+export type RecordType = "msg" | "chat" | "ack" | "notice" | "ping" | "pong" | "bye" | "confirm";
 
 /** Who may send each record type; anything else is a protocol error. */
 export const RECORD_SENDERS: Readonly<Record<RecordType, readonly Role[]>> = Object.freeze({
@@ -1164,7 +1128,11 @@ export const RECORD_SENDERS: Readonly<Record<RecordType, readonly Role[]>> = Obj
   ping: ["client", "server"],
   pong: ["client", "server"],
   bye: ["client", "server"],
+  confirm: ["client", "server"],
 });
+
+/** The plaintext of a `confirm` record (revision 3, password sessions only). */
+export const CONFIRM_TEXT = "confirm";
 
 /** The record types the peer acknowledges, one `ack` each. */
 export const ACKED_TYPES: readonly RecordType[] = Object.freeze(["msg", "chat"]);
@@ -1217,6 +1185,10 @@ export interface Hello {
   readonly publicKey: bigint;
   /** The line exactly as received (for the transcript hash). */
   readonly line: string;
+  /** The server's raw Ed25519 host key (revision 3); undefined from older servers. */
+  readonly hostKey?: Uint8Array;
+  /** The nonce of a server that requires the room password; undefined otherwise. */
+  readonly passwordNonce?: Uint8Array;
 }
 
 /** What a server needs to remember between its hello and the client's key. */
@@ -1227,23 +1199,50 @@ export interface ServerOffer {
   readonly cipher: CipherName;
   /** The server's private key b. */
   readonly privateKey: bigint;
-  /** B = g^b mod p. */
+  /** B = g^b mod p (G^b with a password). */
   readonly publicKey: bigint;
   /** The hello line to send. */
   readonly line: string;
+  /** The host key announced (and used for proofs), if any. */
+  readonly hostKey?: HostKey;
+  /** The generator derived from the room password and this hello's nonce, if any. */
+  readonly passwordGenerator?: PasswordGenerator;
+}
+
+/** Revision-3 parts of a server's hello. */
+export interface OfferAuth {
+  /** Announce this host key in the hello (`hostKey`). */
+  readonly hostKey?: HostKey;
+  /** Require this room password (`auth`, `nonce`). */
+  readonly password?: string;
+  /** The nonce (fresh and random when omitted; fixed only for known-answer tests). */
+  readonly nonce?: Uint8Array;
 }
 
 /**
  * Server, handshake step 1: the hello line and the state to finish with.
+ * With a password, B = G^b for the generator G of a fresh nonce.
  *
  * @param privateKey fixed key (toy mode); a fresh random one when omitted
+ * @param auth revision 3: the host key to announce, the room password
+ * @throws {RangeError} for a fixed private key whose public key no peer accepts
  */
 export function createOffer(
   group: DhGroup,
   cipher: CipherName,
-  privateKey: bigint = generatePrivateKey(group),
+  privateKey?: bigint,
+  auth: OfferAuth = {},
 ): ServerOffer {
-  const publicKey = derivePublicKey(group, privateKey);
+  let passwordGenerator: PasswordGenerator | undefined;
+  let nonce: Uint8Array | undefined;
+  if (auth.password !== undefined) {
+    nonce = auth.nonce ?? crypto.getRandomValues(new Uint8Array(NONCE_LENGTH));
+    passwordGenerator = derivePasswordGenerator(group, auth.password, nonce);
+  }
+  const generator = passwordGenerator?.generator;
+  const key = privateKey ?? generatePrivateKey(group, generator);
+  if (generator !== undefined && privateKey !== undefined) checkPrivateKey(group, key, generator);
+  const publicKey = derivePublicKey(group, key, generator);
   const line = JSON.stringify({
     type: "hello",
     protocol: PROTOCOL,
@@ -1252,8 +1251,18 @@ export function createOffer(
     g: group.g.toString(),
     publicKey: publicKey.toString(),
     cipher,
+    ...(auth.hostKey ? { hostKey: auth.hostKey.publicKey.toBase64() } : {}),
+    ...(nonce ? { auth: "password", nonce: nonce.toBase64() } : {}),
   });
-  return { group, cipher, privateKey, publicKey, line };
+  return {
+    group,
+    cipher,
+    privateKey: key,
+    publicKey,
+    line,
+    hostKey: auth.hostKey,
+    passwordGenerator,
+  };
 }
 
 /** How strict a client is about the server's hello. */
@@ -1322,31 +1331,91 @@ export function parseHello(line: string, policy: HelloPolicy): Hello {
   }
   const publicKey = parseWireInteger(frame.publicKey, "publicKey", group.pDecimal.length);
   validatePublicKey(group, publicKey);
-  return { group, cipher, publicKey, line };
+  // Revision 3; members we do not know are ignored (they still count in th).
+  let hostKey: Uint8Array | undefined;
+  if (frame.hostKey !== undefined) {
+    hostKey = decodeBase64(frame.hostKey, "hostKey");
+    if (hostKey.length !== HOST_KEY_LENGTH) {
+      throw new ProtocolError(`hostKey must hold ${HOST_KEY_LENGTH} bytes, not ${hostKey.length}`);
+    }
+  }
+  let passwordNonce: Uint8Array | undefined;
+  if (frame.auth !== undefined) {
+    if (frame.auth !== "password") {
+      throw new ProtocolError(`server asks for unknown authentication ${describeJson(frame.auth)}`);
+    }
+    passwordNonce = decodeBase64(frame.nonce, "nonce");
+    if (passwordNonce.length !== NONCE_LENGTH) {
+      throw new ProtocolError(`nonce must hold ${NONCE_LENGTH} bytes, not ${passwordNonce.length}`);
+    }
+  }
+  return { group, cipher, publicKey, line, hostKey, passwordNonce };
+}
+
+/** Revision-3 choices of a client answering a hello. */
+export interface KeyAuth {
+  /** Ask the server to prove its host key (`"proof":true`). */
+  readonly proof?: boolean;
+  /** The room password, if the user gave one. */
+  readonly password?: string;
+}
+
+/**
+ * Client, before its key: whether the hello and our password agree. A
+ * password we know but the server does not ask for is refused (an impostor
+ * who does not know it would simply not ask), and a password the server asks
+ * for but we lack stops us before we send a key.
+ *
+ * @throws {ProtocolError}
+ */
+export function checkPasswordHello(hello: Hello, password: string | undefined): void {
+  if (password !== undefined && hello.passwordNonce === undefined) {
+    throw new ProtocolError(
+      "the server did not ask for the room password: refusing (a downgrade, or the wrong server)",
+    );
+  }
+  if (password === undefined && hello.passwordNonce !== undefined) {
+    throw new ProtocolError("the server requires a room password: rerun with --password");
+  }
 }
 
 /**
  * Client, handshake steps 2 and 5–7: the key line to send and the session.
  *
  * @param privateKey fixed key (teaching); a fresh random one when omitted
+ * @param auth revision 3: ask for a proof, use the room password
  * @throws {RangeError} if a given private key is outside 1 … p − 2
+ * @throws {ProtocolError} if the password and the hello disagree ({@link checkPasswordHello})
  */
 export function respondToHello(
   hello: Hello,
-  privateKey: bigint = generatePrivateKey(hello.group),
+  privateKey?: bigint,
+  auth: KeyAuth = {},
 ): { keyLine: string; session: Session } {
-  checkPrivateKey(hello.group, privateKey);
-  const publicKey = derivePublicKey(hello.group, privateKey);
-  const keyLine = JSON.stringify({ type: "key", publicKey: publicKey.toString() });
+  checkPasswordHello(hello, auth.password);
+  const passwordGenerator = auth.password === undefined
+    ? undefined
+    : derivePasswordGenerator(hello.group, auth.password, hello.passwordNonce!);
+  const generator = passwordGenerator?.generator;
+  const key = privateKey ?? generatePrivateKey(hello.group, generator);
+  checkPrivateKey(hello.group, key, generator);
+  const publicKey = derivePublicKey(hello.group, key, generator);
+  const keyLine = JSON.stringify({
+    type: "key",
+    publicKey: publicKey.toString(),
+    ...(auth.proof ? { proof: true } : {}),
+  });
   const session = Session.create({
     role: "client",
     group: hello.group,
     cipher: hello.cipher,
-    privateKey,
+    privateKey: key,
     publicKey,
     peerPublicKey: hello.publicKey,
     helloLine: hello.line,
     keyLine,
+    proofRequested: auth.proof === true,
+    passwordGenerator,
   });
   return { keyLine, session };
 }
@@ -1377,7 +1446,40 @@ export function acceptKey(offer: ServerOffer, keyLine: string): Session {
     peerPublicKey,
     helloLine: offer.line,
     keyLine,
+    proofRequested: frame.proof === true,
+    passwordGenerator: offer.passwordGenerator,
   });
+}
+
+/**
+ * Server, revision 3: the `proof` frame, the host key's signature of
+ * `dhx/1 host key proof` ‖ 0x00 ‖ th (send it only if the client asked).
+ */
+export function encodeProof(hostKey: HostKey, session: Session): string {
+  const signature = hostKey.sign(hostKeyProofMessage(session.transcriptHash));
+  return JSON.stringify({ type: "proof", signature: signature.toBase64() });
+}
+
+/**
+ * Client, revision 3: checks the server's `proof` line against the hello's
+ * host key and this session's th.
+ *
+ * @throws {ProtocolError} for anything but a valid signature
+ */
+export function checkProof(hostKey: Uint8Array, session: Session, line: string): void {
+  const frame = parseFrame(line);
+  if (frame.type !== "proof") {
+    throw new ProtocolError(
+      `expected the server's host key proof, got type ${describeJson(frame.type)}`,
+    );
+  }
+  const signature = decodeBase64(frame.signature, "signature");
+  const message = hostKeyProofMessage(session.transcriptHash);
+  if (!verifyHostKeySignature(hostKey, message, signature)) {
+    throw new ProtocolError(
+      "the server's host key proof does not verify (someone in between, or a broken server)",
+    );
+  }
 }
 
 // Records are small and many: allocating typed arrays costs more than the AES
@@ -1587,11 +1689,14 @@ export type SessionParams = Pick<
   | "transcriptHash"
   | "keySchedule"
   | "fingerprint"
+  | "proofRequested"
+  | "passwordGenerator"
 >;
 
 /** What {@link Session.create} needs: both public keys and the two handshake lines as sent. */
 export type SessionInit =
   & Pick<SessionParams, "role" | "group" | "cipher" | "privateKey" | "publicKey" | "peerPublicKey">
+  & Partial<Pick<SessionParams, "proofRequested" | "passwordGenerator">>
   & { readonly helloLine: string; readonly keyLine: string };
 
 /**
@@ -1633,6 +1738,10 @@ export class Session {
   declare readonly keySchedule: Uint8Array;
   /** The fingerprint both people compare. */
   declare readonly fingerprint: string;
+  /** Whether the client asked the server to prove its host key (revision 3). */
+  declare readonly proofRequested: boolean;
+  /** The room password's generator, in a password session; undefined otherwise. */
+  declare readonly passwordGenerator: PasswordGenerator | undefined;
   readonly #peerRole: Role;
   readonly #send: DirectionKeys;
   readonly #receive: DirectionKeys;
@@ -1672,10 +1781,28 @@ export class Session {
       transcriptHash: th,
       keySchedule: okm,
       fingerprint: formatFingerprint(okm.subarray(...layout.fingerprint)),
+      proofRequested: init.proofRequested ?? false,
+      passwordGenerator: init.passwordGenerator,
     };
     return init.role === "client"
       ? new Session(params, clientToServer, serverToClient)
       : new Session(params, serverToClient, clientToServer);
+  }
+
+  /**
+   * Why a record of `type` cannot be record `seq` of a direction: in a
+   * password session record 0 is `confirm` and only it; elsewhere there is
+   * no `confirm` at all. Undefined when it can.
+   */
+  #confirmMisplaced(type: RecordType, seq: number): string | undefined {
+    if (this.passwordGenerator === undefined) {
+      return type === "confirm" ? "a confirm record in a session without a password" : undefined;
+    }
+    if (seq === 0 && type !== "confirm") {
+      return `a password session begins with a confirm record, not ${type}`;
+    }
+    if (seq !== 0 && type === "confirm") return "a confirm record anywhere but first";
+    return undefined;
   }
 
   /** Sequence number the next sealed record will carry. */
@@ -1692,6 +1819,8 @@ export class Session {
     if (!isRecordType(type) || !RECORD_SENDERS[type].includes(this.role)) {
       throw new RangeError(`a ${this.role} may not send ${type}`);
     }
+    const misplaced = this.#confirmMisplaced(type, this.#sendSeq);
+    if (misplaced) throw new RangeError(misplaced);
     const seq = this.#sendSeq++;
     // The plaintext is only read by crypt: encode it into scratch memory.
     const buffer = scratchBytes(text.length * 3);
@@ -1727,6 +1856,8 @@ export class Session {
           : `seq must be a JSON integer (${this.#receiveSeq} expected), got ${describeJson(seq)}`,
       );
     }
+    const misplaced = this.#confirmMisplaced(type, seq);
+    if (misplaced) throw new ProtocolError(misplaced);
     const ciphertext = decodeBase64(frame.data, "data");
     const expectedTag = this.#receive.tag(type, seq, ciphertext);
     if (expectedTag) {
@@ -1744,6 +1875,9 @@ export class Session {
       throw new ProtocolError("record plaintext is not valid UTF-8");
     }
     if (type === "bye" && text !== "") throw new ProtocolError("a bye record must be empty");
+    if (type === "confirm" && text !== CONFIRM_TEXT) {
+      throw new ProtocolError("the confirm record does not hold the text confirm");
+    }
     if (type === "ping" && plaintext.length > MAX_PING_BYTES) {
       throw new ProtocolError(`a ping carries at most ${MAX_PING_BYTES} bytes`);
     }

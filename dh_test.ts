@@ -33,22 +33,29 @@ import {
   bitLength,
   bytesToBigint,
   checkPrivateKey,
+  checkProof,
   type CipherName,
   computeSharedSecret,
+  CONFIRM_TEXT,
   createOffer,
   customGroup,
   DEFAULT_GROUP,
   deriveKeySchedule,
+  derivePasswordGenerator,
   derivePublicKey,
   describeJson,
   type DhGroup,
   encodeChat,
   encodeError,
+  encodeProof,
   fixedBaseModpow,
   formatFingerprint,
   generatePrivateKey,
   type GroupName,
   GROUPS,
+  HostKey,
+  hostKeyFingerprint,
+  hostKeyProofMessage,
   isGroupName,
   isProbablePrime,
   isRecordType,
@@ -65,6 +72,7 @@ import {
   parseFrame,
   parseHello,
   parseWireInteger,
+  passwordBytes,
   PROTOCOL,
   ProtocolError,
   RECORD_SENDERS,
@@ -78,6 +86,7 @@ import {
   TOY_CIPHER,
   transcriptHash,
   validatePublicKey,
+  verifyHostKeySignature,
   xor,
 } from "./dh.ts";
 import vectors from "./tests/dhx1-vectors.json" with { type: "json" };
@@ -118,12 +127,27 @@ interface Vector {
   readonly fingerprint: string;
   readonly records: readonly VectorRecord[];
   readonly note?: string;
+  // Revision 3 (vectors 5–7)
+  readonly hostKeySeedHex?: string;
+  readonly hostKey?: string;
+  readonly hostKeyFingerprint?: string;
+  readonly proofMessageHex?: string;
+  readonly proofLine?: string;
+  readonly password?: string;
+  readonly passwordBytesHex?: string;
+  readonly nonceHex?: string;
+  readonly generatorCounter?: number;
+  readonly generatorHash?: string;
+  readonly passwordGenerator?: string;
 }
 
 const VECTORS = vectors as readonly Vector[];
 
-/** The vector file as the protocol text describes it: toy, ffdhe2048, modp3072, revision-2 chat. */
-const EXPECTED_VECTORS = 4;
+/**
+ * The vector file as the protocol text describes it: toy, ffdhe2048, modp3072,
+ * revision-2 chat; revision 3: a host key proof, a toy and an ffdhe2048 password.
+ */
+const EXPECTED_VECTORS = 7;
 
 /** The vector at `index`, failing (not vanishing) if the file lost it. */
 function vectorAt(index: number): Vector {
@@ -268,9 +292,15 @@ function vectorSessions(v: Vector): { client: Session; server: Session } {
     helloLine: v.helloLine,
     keyLine: v.keyLine,
   };
+  const passwordGenerator = v.password === undefined
+    ? undefined
+    : derivePasswordGenerator(GROUPS[v.group], v.password, Uint8Array.fromHex(v.nonceHex!));
+  const proofRequested = JSON.parse(v.keyLine).proof === true;
   return {
     client: Session.create({
       ...common,
+      passwordGenerator,
+      proofRequested,
       role: "client",
       privateKey: BigInt(v.clientPrivateKey),
       publicKey: BigInt(v.clientPublicKey),
@@ -278,6 +308,8 @@ function vectorSessions(v: Vector): { client: Session; server: Session } {
     }),
     server: Session.create({
       ...common,
+      passwordGenerator,
+      proofRequested,
       role: "server",
       privateKey: BigInt(v.serverPrivateKey),
       publicKey: BigInt(v.serverPublicKey),
@@ -332,7 +364,7 @@ function rangeError(message: RegExp): (error: unknown) => true {
 // 1. Vectors
 // ───────────────────────────────────────────────────────────────────────────
 
-Deno.test("fixture sanity (not coverage): dhx1-vectors.json has the four vectors the protocol text names", () => {
+Deno.test("fixture sanity (not coverage): dhx1-vectors.json has the seven vectors the protocol text names", () => {
   assert.equal(VECTORS.length, EXPECTED_VECTORS);
   assert.deepEqual(
     VECTORS.map((v) => `${v.group}/${v.cipher}/${v.records.length}`),
@@ -341,8 +373,19 @@ Deno.test("fixture sanity (not coverage): dhx1-vectors.json has the four vectors
       "ffdhe2048/aes-256-ctr+hmac-sha256/7",
       "modp3072/aes-256-ctr+hmac-sha256/3",
       "ffdhe2048/aes-256-ctr+hmac-sha256/12",
+      "ffdhe2048/aes-256-ctr+hmac-sha256/3",
+      "toy/xor8/5",
+      "ffdhe2048/aes-256-ctr+hmac-sha256/6",
     ],
   );
+  assert.deepEqual(
+    VECTORS.map((v) => [v.hostKey !== undefined, v.password !== undefined]),
+    [[false, false], [false, false], [false, false], [false, false], [true, false], [
+      true,
+      true,
+    ], [true, true]],
+  );
+  assert.notEqual(VECTORS[6].password, VECTORS[6].password!.normalize("NFC"), "vector 7: NFD");
   const chat = vectorAt(3);
   assert.match(chat.note ?? "", /revision 2/);
   const types = new Set(chat.records.map((r) => `${typeOf(r.line)} ${r.direction}`));
@@ -364,7 +407,17 @@ Deno.test("fixture sanity (not coverage): dhx1-vectors.json has the four vectors
 
 for (let index = 0; index < Math.max(EXPECTED_VECTORS, VECTORS.length); index++) {
   const v = VECTORS[index];
-  const label = v ? `${v.group}/${v.cipher}${v.note ? " (revision-2 chat)" : ""}` : "missing";
+  const label = v
+    ? `${v.group}/${v.cipher}${
+      v.password
+        ? " (revision-3 password)"
+        : v.hostKey
+        ? " (revision-3 proof)"
+        : v.note
+        ? " (revision-2 chat)"
+        : ""
+    }`
+    : "missing";
   Deno.test(`vectors: #${index} ${label} is reproduced byte for byte`, async (t) => {
     const vector = vectorAt(index);
     const group = GROUPS[vector.group];
@@ -373,10 +426,38 @@ for (let index = 0; index < Math.max(EXPECTED_VECTORS, VECTORS.length); index++)
     const serverKey = BigInt(vector.serverPrivateKey);
     const z = BigInt(vector.sharedSecret);
     const insecure = vector.cipher === TOY_CIPHER;
+    const hostKey = vector.hostKeySeedHex === undefined
+      ? undefined
+      : new HostKey(Uint8Array.fromHex(vector.hostKeySeedHex));
+    const nonce = vector.nonceHex === undefined ? undefined : Uint8Array.fromHex(vector.nonceHex);
+    const generator = vector.password === undefined
+      ? group.g
+      : derivePasswordGenerator(group, vector.password, nonce!).generator;
+
+    if (hostKey) {
+      await t.step("host key and its fingerprint (HostKey, hostKeyFingerprint)", () => {
+        assert.equal(hostKey.publicKey.toBase64(), vector.hostKey);
+        assert.equal(hostKey.fingerprint, vector.hostKeyFingerprint);
+        assert.equal(
+          hostKeyFingerprint(Uint8Array.fromBase64(vector.hostKey!)),
+          vector.hostKeyFingerprint,
+        );
+      });
+    }
+    if (vector.password !== undefined) {
+      await t.step("password generator (passwordBytes NFC, derivePasswordGenerator)", () => {
+        assert.equal(passwordBytes(vector.password!).toHex(), vector.passwordBytesHex);
+        const derived = derivePasswordGenerator(group, vector.password!, nonce!);
+        assert.equal(derived.counter, vector.generatorCounter);
+        assert.equal(derived.hash.toString(), vector.generatorHash);
+        assert.equal(derived.generator.toString(), vector.passwordGenerator);
+        assert.equal((derived.hash * derived.hash) % group.p, derived.generator, "G = h² mod p");
+      });
+    }
 
     await t.step("public keys (derivePublicKey)", () => {
-      assert.equal(derivePublicKey(group, serverKey).toString(), vector.serverPublicKey);
-      assert.equal(derivePublicKey(group, clientKey).toString(), vector.clientPublicKey);
+      assert.equal(derivePublicKey(group, serverKey, generator).toString(), vector.serverPublicKey);
+      assert.equal(derivePublicKey(group, clientKey, generator).toString(), vector.clientPublicKey);
     });
 
     await t.step("Z from both ends (computeSharedSecret)", () => {
@@ -384,7 +465,11 @@ for (let index = 0; index < Math.max(EXPECTED_VECTORS, VECTORS.length); index++)
       assert.equal(computeSharedSecret(group, BigInt(vector.serverPublicKey), clientKey), z);
     });
 
-    const offer = createOffer(group, vector.cipher, serverKey);
+    const offer = createOffer(group, vector.cipher, serverKey, {
+      hostKey,
+      password: vector.password,
+      nonce,
+    });
     await t.step("hello line (createOffer with the fixed server key)", () => {
       assert.equal(offer.line, vector.helloLine);
       assert.equal(offer.publicKey.toString(), vector.serverPublicKey);
@@ -406,7 +491,11 @@ for (let index = 0; index < Math.max(EXPECTED_VECTORS, VECTORS.length); index++)
       }
     });
 
-    const { keyLine, session: client } = respondToHello(hello, clientKey);
+    const proof = vector.proofLine !== undefined;
+    const { keyLine, session: client } = respondToHello(hello, clientKey, {
+      proof,
+      password: vector.password,
+    });
     await t.step("key line (respondToHello with the fixed client key)", () => {
       assert.equal(keyLine, vector.keyLine);
       assert.equal(client.publicKey.toString(), vector.clientPublicKey);
@@ -422,6 +511,20 @@ for (let index = 0; index < Math.max(EXPECTED_VECTORS, VECTORS.length); index++)
       assert.equal(client.transcriptHash.toHex(), vector.transcriptHashHex);
       assert.equal(server.transcriptHash.toHex(), vector.transcriptHashHex);
     });
+
+    if (hostKey) {
+      await t.step("host key proof (hostKeyProofMessage, encodeProof, checkProof)", () => {
+        assert.deepEqual(hello.hostKey, hostKey.publicKey);
+        assert.equal(server.proofRequested, true);
+        assert.equal(client.proofRequested, true);
+        assert.equal(
+          hostKeyProofMessage(server.transcriptHash).toHex(),
+          vector.proofMessageHex,
+        );
+        assert.equal(encodeProof(hostKey, server), vector.proofLine);
+        checkProof(hello.hostKey!, client, vector.proofLine!);
+      });
+    }
 
     await t.step("key schedule (deriveKeySchedule and both sessions)", () => {
       const th = Uint8Array.fromHex(vector.transcriptHashHex);
@@ -755,7 +858,7 @@ Deno.test("oracle: the vectors follow the protocol text (node:crypto HKDF, Indep
       records++;
     }
   }
-  assert.equal(records, 5 + 7 + 3 + 12);
+  assert.equal(records, 5 + 7 + 3 + 12 + 3 + 5 + 6);
 });
 
 Deno.test("oracle: xor8 over larger groups (toy mode) keys every byte with Z mod 256", () => {
@@ -840,7 +943,8 @@ Deno.test("oracle: every record type's tag is HMAC-SHA-256 over UTF-8(type) ‖ 
   let checked = 0;
   for (const [sender, receiver] of [[client, server], [server, client]] as const) {
     for (const type of Object.keys(RECORD_SENDERS) as RecordType[]) {
-      if (!RECORD_SENDERS[type].includes(sender.role)) continue;
+      // confirm: only first, only with a password (the password vectors carry it).
+      if (!RECORD_SENDERS[type].includes(sender.role) || type === "confirm") continue;
       const text = type === "bye" ? "" : type === "ack" ? "0" : `${type} from ${sender.role}`;
       const seq = sender.nextSendSeq;
       const line = sender.seal(type, text);
@@ -2233,7 +2337,7 @@ Deno.test("reject: parseChat refuses anything but {from: string, text: string}",
 Deno.test("records: RECORD_SENDERS and the constants follow the protocol's record table", () => {
   // The protocol's table, "type: who sends it", as the protocol page writes it.
   const table =
-    "msg: client, chat: server, ack: both, notice: server, ping: both, pong: both, bye: both";
+    "msg: client, chat: server, ack: both, notice: server, ping: both, pong: both, bye: both, confirm: both";
   const expected = Object.fromEntries(
     table.split(", ").map((row) => row.split(": ")).map((
       [type, who],
@@ -2244,6 +2348,7 @@ Deno.test("records: RECORD_SENDERS and the constants follow the protocol's recor
     expected,
   );
   assert.deepEqual([...ACKED_TYPES].sort(), ["chat", "msg"]);
+  assert.equal(CONFIRM_TEXT, "confirm");
   assert.equal(PROTOCOL, "dhx/1");
   assert.equal(SECURE_CIPHER, "aes-256-ctr+hmac-sha256");
   assert.equal(TOY_CIPHER, "xor8");
@@ -2363,6 +2468,178 @@ Deno.test("fingerprint: formatFingerprint is four groups of four upper-case hex 
   for (const length of [0, 7, 9, 16]) {
     assert.throws(() => formatFingerprint(new Uint8Array(length)), rangeError(/8 bytes/));
   }
+});
+
+// ───────────────────────────────────────────────────────────────────────────
+// 7. Revision 3: host key, proof, password, confirm
+// ───────────────────────────────────────────────────────────────────────────
+
+/** Vector 5 (host key proof) and 7 (ffdhe2048 password). */
+const PROOF_VECTOR = vectorAt(4);
+const PASSWORD_VECTOR = vectorAt(6);
+
+Deno.test("revision 3: Ed25519 host keys sign and verify; a changed byte, message or key fails", () => {
+  const key = HostKey.generate();
+  const other = HostKey.generate();
+  assert.equal(key.publicKey.length, 32);
+  assert.match(key.fingerprint, /^SHA256:[A-Za-z0-9+/]{43}$/);
+  assert.notEqual(key.fingerprint, other.fingerprint);
+  assert.deepEqual(new HostKey(key.exportSeed()).publicKey, key.publicKey, "the seed is the key");
+  const message = hostKeyProofMessage(random.bytes(32));
+  const signature = key.sign(message);
+  assert.equal(signature.length, 64);
+  assert.ok(verifyHostKeySignature(key.publicKey, message, signature));
+  assert.ok(!verifyHostKeySignature(other.publicKey, message, signature), "another key");
+  const changed = message.slice();
+  changed[40] ^= 1;
+  assert.ok(!verifyHostKeySignature(key.publicKey, changed, signature), "another message");
+  const forged = signature.slice();
+  forged[3] ^= 1;
+  assert.ok(!verifyHostKeySignature(key.publicKey, message, forged), "a changed signature");
+  assert.ok(!verifyHostKeySignature(key.publicKey, message, signature.subarray(0, 63)));
+  assert.ok(!verifyHostKeySignature(new Uint8Array(32).fill(0xff), message, signature));
+  assert.throws(() => new HostKey(new Uint8Array(31)), RangeError);
+});
+
+Deno.test("revision 3: checkProof refuses a missing, malformed or wrong proof", () => {
+  const v = PROOF_VECTOR;
+  const { client } = vectorSessions(v);
+  const hostKey = Uint8Array.fromBase64(v.hostKey!);
+  checkProof(hostKey, client, v.proofLine!);
+  const signature = JSON.parse(v.proofLine!).signature;
+  throwsProtocol(
+    () => checkProof(HostKey.generate().publicKey, client, v.proofLine!),
+    /does not verify/,
+  );
+  throwsProtocol(
+    () =>
+      checkProof(hostKey, client, withFields(v.proofLine!, { signature: flipBit(signature, 10) })),
+    /does not verify/,
+  );
+  throwsProtocol(
+    () => checkProof(hostKey, client, withFields(v.proofLine!, { signature: undefined })),
+    /base64/,
+  );
+  throwsProtocol(
+    () => checkProof(hostKey, client, withFields(v.proofLine!, { signature: "AAAA" })),
+    /does not verify/,
+  );
+  throwsProtocol(
+    () => checkProof(hostKey, client, v.records[0].line),
+    /expected the server's host key proof/,
+  );
+  throwsProtocol(() => checkProof(hostKey, client, encodeError("no")), /no/, true);
+  // The proof of one session is worth nothing in another (th differs).
+  const other = vectorSessions(PASSWORD_VECTOR).client;
+  throwsProtocol(() => checkProof(hostKey, other, v.proofLine!), /does not verify/);
+});
+
+Deno.test("revision 3: parseHello reads hostKey, auth and nonce, ignores unknown members, refuses bad ones", () => {
+  const hostKey = HostKey.generate().publicKey.toBase64();
+  const nonce = random.bytes(32).toBase64();
+  const plain = parseHello(helloWith({ extra: { any: 1 }, proof: "?" }), { insecure: false });
+  assert.equal(plain.hostKey, undefined);
+  assert.equal(plain.passwordNonce, undefined);
+  const full = parseHello(helloWith({ hostKey, auth: "password", nonce }), { insecure: false });
+  assert.equal(full.hostKey!.toBase64(), hostKey);
+  assert.equal(full.passwordNonce!.toBase64(), nonce);
+  const refused: [Record<string, unknown>, RegExp][] = [
+    [{ hostKey: "AAAA" }, /hostKey must hold 32 bytes/],
+    [{ hostKey: 5 }, /hostKey is not standard padded base64/],
+    [{ auth: "password" }, /nonce is not standard padded base64/],
+    [{ auth: "password", nonce: "AAAA" }, /nonce must hold 32 bytes/],
+    [{ auth: "token", nonce }, /unknown authentication "token"/],
+  ];
+  for (const [changes, message] of refused) {
+    throwsProtocol(() => parseHello(helloWith(changes), { insecure: false }), message);
+  }
+});
+
+Deno.test("revision 3: a password and the hello must agree before any key is sent", () => {
+  const nonce = random.bytes(32).toBase64();
+  const asks = parseHello(helloWith({ auth: "password", nonce }), { insecure: false });
+  const plain = parseHello(helloWith(), { insecure: false });
+  throwsProtocol(() => respondToHello(asks), /requires a room password: rerun with --password/);
+  throwsProtocol(
+    () => respondToHello(plain, undefined, { password: "pw" }),
+    /did not ask for the room password/,
+  );
+  assert.throws(() => passwordBytes(""), RangeError);
+  assert.equal(passwordBytes("e\u0301").toHex(), passwordBytes("\u00e9").toHex(), "NFC");
+  const { keyLine } = respondToHello(asks, undefined, { password: "pw", proof: true });
+  assert.equal(JSON.parse(keyLine).proof, true);
+  assert.equal(JSON.parse(respondToHello(plain).keyLine).proof, undefined, "no proof unless asked");
+});
+
+Deno.test("revision 3: the generator depends on password, nonce and group, and lies in the subgroup of squares", () => {
+  const nonce = random.bytes(32);
+  const group = GROUPS.ffdhe2048;
+  const q = (group.p - 1n) / 2n;
+  const a = derivePasswordGenerator(group, "pw", nonce);
+  assert.equal(modpow(a.generator, q, group.p), 1n, "G^q = 1");
+  assert.notEqual(derivePasswordGenerator(group, "pw2", nonce).generator, a.generator);
+  assert.notEqual(derivePasswordGenerator(group, "pw", random.bytes(32)).generator, a.generator);
+  assert.notEqual(derivePasswordGenerator(GROUPS.ffdhe3072, "pw", nonce).generator, a.generator);
+  // The toy group sometimes needs a later counter; every G found is usable.
+  const counters = new Set<number>();
+  for (let i = 0; i < 200; i++) {
+    const toy = derivePasswordGenerator(GROUPS.toy, `pw${i}`, nonce);
+    assert.ok(toy.generator > 1n && toy.generator < 22n);
+    assert.equal(toy.generator, (toy.hash * toy.hash) % 23n);
+    counters.add(toy.counter);
+  }
+  assert.ok(counters.has(0) && counters.size > 1, `counters seen: ${[...counters]}`);
+});
+
+Deno.test("revision 3: confirm only first and only in password sessions; a wrong password fails to open", () => {
+  const plain = vectorSessions(SECURE_VECTOR);
+  assert.throws(() => plain.client.seal("confirm", CONFIRM_TEXT), RangeError);
+  const forged = withFields(plain.client.seal("msg", "x"), { type: "confirm" });
+  throwsProtocol(() => plain.server.open(forged), /without a password/);
+
+  const v = PASSWORD_VECTOR;
+  const good = vectorSessions(v);
+  assert.throws(() => good.client.seal("msg", "first"), RangeError, "msg before confirm");
+  const confirm = good.client.seal("confirm", CONFIRM_TEXT);
+  assert.equal(confirm, v.records[0].line);
+  assert.deepEqual(good.server.open(confirm), { type: "confirm", seq: 0, text: "confirm" });
+  assert.throws(() => good.client.seal("confirm", CONFIRM_TEXT), RangeError, "confirm twice");
+
+  const fresh = vectorSessions(v);
+  throwsProtocol(
+    () => fresh.server.open(withFields(v.records[0].line, { type: "msg" })),
+    /begins with a confirm record, not msg/,
+  );
+  const again = vectorSessions(v);
+  again.server.open(v.records[0].line);
+  throwsProtocol(
+    () => again.server.open(withFields(v.records[2].line, { type: "confirm" })),
+    /anywhere but first/,
+  );
+
+  // A client with another password derives another G, so another Z: its confirm fails.
+  const hello = parseHello(v.helloLine, { insecure: false });
+  const wrong = respondToHello(hello, BigInt(v.clientPrivateKey), {
+    password: "not it",
+    proof: true,
+  });
+  const server = acceptKey(
+    createOffer(GROUPS.ffdhe2048, SECURE_CIPHER, BigInt(v.serverPrivateKey), {
+      password: v.password,
+      nonce: Uint8Array.fromHex(v.nonceHex!),
+    }),
+    wrong.keyLine,
+  );
+  throwsProtocol(
+    () => server.open(wrong.session.seal("confirm", CONFIRM_TEXT)),
+    /authentication failed/,
+  );
+  // xor8: no tag, the plaintext is the whole check.
+  const toy = vectorSessions(vectorAt(5));
+  throwsProtocol(
+    () => toy.server.open(withFields(vectorAt(5).records[0].line, { data: "AAAAAAAAAA==" })),
+    /does not hold the text confirm/,
+  );
 });
 
 Deno.test("records: long multi-byte lines are sealed whole (40 000 × €, 4-byte emoji near the record limit)", () => {

@@ -15,8 +15,7 @@
  */
 
 import { Admission, RefusalReports } from "./admission.ts";
-import { checkName, type Member, OPERATOR_COMMANDS, Room } from "./chat.ts";
-import { addressKey } from "./guard.ts";
+import { checkName, DEFAULT_MAX_MESSAGE, type Member, OPERATOR_COMMANDS, Room } from "./chat.ts";
 import {
   count,
   createLogger,
@@ -32,7 +31,10 @@ import {
   Output,
   type ParsedCommand,
   parseFlags,
+  type PasswordSource,
+  passwordSource,
   readCommand,
+  readPassword,
   sentence,
   UsageError,
   WireView,
@@ -44,6 +46,7 @@ import {
   DEFAULT_GROUP,
   type DhGroup,
   GROUPS,
+  HostKey,
   isGroupName,
   isSafePrime,
   isTeachingGroup,
@@ -65,8 +68,15 @@ import {
   longestHello,
   maxRecordText,
   memoryPipe,
+  QueueBudget,
+  SENDER_RATE_DEFAULTS,
+  SenderPacer,
+  type SenderRate,
   serverHandshake,
+  WrongPasswordError,
 } from "./transport.ts";
+import { addressKey, PenaltyBox } from "./guard.ts";
+import { FileStore, loadHostKey, LocalStorageStore, STORAGE_KEYS } from "./hostkeys.ts";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -113,6 +123,25 @@ export interface ServerOptions {
   maxQueuedRecords?: number;
   /** Most bytes queued for one client (default 8 MiB). */
   maxQueuedBytes?: number;
+  /**
+   * The host key announced and proved (revision 3); a fresh one, kept
+   * nowhere, if unset; `null`: none at all, as a revision-2 server.
+   */
+  hostKey?: HostKey | null;
+  /** The room password every client must know (revision 3); none if unset. */
+  password?: string;
+  /** Wrong passwords from one address, within `guessWindowMs`, before it is refused (default 5). */
+  maxGuesses?: number;
+  /** The window of `maxGuesses`, and how long an address is then refused, in ms (default 10 min). */
+  guessWindowMs?: number;
+  /** Longest line relayed to the room or sent by the operator, in bytes (default 64 KiB). */
+  maxMessage?: number;
+  /** Most bytes queued for all clients together, each relayed line counted once (default 64 MiB). */
+  maxQueuedTotal?: number;
+  /** Lines (records of any kind, pings too) read per second from one client; twice as many at once (default 1000). */
+  linesPerSecond?: number;
+  /** Bytes read per second from one client; four times as many at once (default 256 KiB). */
+  bytesPerSecond?: number;
   /** Show every number (private keys, shared secrets) in full. */
   verbose?: boolean;
   /** Show every frame sent and received (`--wire`); in toy mode, each record's XOR step by step. */
@@ -147,6 +176,8 @@ export interface ServerHandle {
   readonly addr: Deno.NetAddr | undefined;
   /** Number of connections being served now, handshakes included. */
   readonly connections: number;
+  /** The host key it announces (undefined: none, as a revision-2 server). */
+  readonly hostKey: HostKey | undefined;
   /** The clients in session, with their names. */
   readonly members: readonly Member[];
   /**
@@ -166,6 +197,12 @@ export interface ServerHandle {
   close(): Promise<void>;
   /** Resolves when the server has stopped. */
   readonly finished: Promise<void>;
+  /**
+   * Flow control for the operator's input: resolves once every client's
+   * backlog is under half its ack window and the server's queued bytes are
+   * under their bound (at once if they are).
+   */
+  whenWritable(): Promise<void>;
 }
 
 /** Defaults of the flags, shown by `--help`. */
@@ -185,6 +222,12 @@ export const SERVER_DEFAULTS: Readonly<{
   writeTimeoutMs: number;
   maxQueuedRecords: number;
   maxQueuedBytes: number;
+  maxGuesses: number;
+  guessWindowMs: number;
+  maxMessage: number;
+  maxQueuedTotal: number;
+  linesPerSecond: number;
+  bytesPerSecond: number;
 }> = Object.freeze({
   host: DEFAULT_HOST,
   port: DEFAULT_PORT,
@@ -201,7 +244,19 @@ export const SERVER_DEFAULTS: Readonly<{
   writeTimeoutMs: 10_000,
   maxQueuedRecords: 4096,
   maxQueuedBytes: 8 * 1024 * 1024,
+  maxGuesses: 5,
+  guessWindowMs: 10 * 60_000,
+  maxMessage: DEFAULT_MAX_MESSAGE,
+  maxQueuedTotal: 64 * 1024 * 1024,
+  linesPerSecond: SENDER_RATE_DEFAULTS.linesPerSecond,
+  bytesPerSecond: SENDER_RATE_DEFAULTS.bytesPerSecond,
 });
+
+/** Largest `--max-message`: a chat record of that text still fits a default client's line. */
+const MAX_MESSAGE_LIMIT = 512 * 1024;
+
+/** Ms between two looks at the queues while the operator's input waits for them. */
+const OPERATOR_WAIT_MS = 20;
 
 /** The original's private key b. */
 export const TOY_SERVER_PRIVATE_KEY = 3n;
@@ -275,11 +330,28 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
   const listener = options.listen === false
     ? undefined
     : Deno.listen({ hostname: settings.host, port: settings.port });
+  // One bound on what is queued for all clients; each sender has a rate.
+  const budget = new QueueBudget(settings.maxQueuedTotal);
+  const senderRate: SenderRate = {
+    linesPerSecond: settings.linesPerSecond,
+    lineBurst: 2 * settings.linesPerSecond,
+    bytesPerSecond: settings.bytesPerSecond,
+    byteBurst: 4 * settings.bytesPerSecond,
+  };
   const room = new Room({
     operatorName: settings.name,
     relay: options.room === true,
-    maxChatBytes: maxRecordText(settings.maxLine),
+    // A relayed record must fit every client's default line limit, whatever --max-line says.
+    maxChatBytes: maxRecordText(Math.min(settings.maxLine, DEFAULT_MAX_LINE)),
+    maxMessage: settings.maxMessage,
+    budget,
     addressKey,
+  });
+  const hostKey = options.hostKey === undefined ? HostKey.generate() : options.hostKey ?? undefined;
+  const guesses = new PenaltyBox({
+    strikes: settings.maxGuesses,
+    windowMs: settings.guessWindowMs,
+    penaltyMs: settings.guessWindowMs,
   });
   const connections = new Set<Connected>();
   const admission = new Admission<Connected>({
@@ -328,6 +400,17 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       onLine: wire?.line,
     });
     const peer = link.peer;
+    const guessing = options.password === undefined
+      ? 0
+      : guesses.remaining(addressKey(link.hostname));
+    if (guessing > 0) {
+      const reason = `too many wrong passwords from ${link.hostname}: refused for ${
+        Math.ceil(guessing / 60_000)
+      } more min`;
+      log.error(`${peer} refused: ${reason}`);
+      await link.fail(reason);
+      return;
+    }
     if (wire) wire.peer = peer;
     const connected: Connected = { link };
     const admitted = stopping
@@ -356,6 +439,8 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         cipher,
         privateKey: options.privateKey,
         timeoutMs: settings.handshakeTimeoutMs,
+        hostKey,
+        password: options.password,
       });
       if (connected.dropped) return; // already logged
       if (session === null) {
@@ -369,24 +454,29 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         for (const step of describeHandshake(session, reveal, fixedKey)) log.info(step);
       }
       if (wire) wire.session = session;
-      if (options.verbose) {
-        for (const step of explainSession(session)) log.info(`${peer}: ${step}`);
+      if (options.verbose || (reveal && session.passwordGenerator)) {
+        for (const step of explainSession(session, hostKey?.fingerprint)) {
+          log.info(`${peer}: ${step}`);
+        }
       }
+      const pacer = new SenderPacer(senderRate, budget);
       const channel = new Channel(link, session, {
         keepaliveMs: settings.keepaliveMs,
         ackTimeoutMs: settings.writeTimeoutMs,
         maxUnacked: settings.maxQueuedRecords,
-        onOverdue: (entry) =>
-          log.error(
-            `${member.name} (${peer}) has not acknowledged ${entry.note} after ${
-              settings.writeTimeoutMs / 1000
-            } s`,
+        pacer,
+        // A client that reads but stops acking is dropped: one line in the log, not one per record.
+        onOverdue: (oldest, pending) =>
+          void channel.fail(
+            `no acknowledgement of ${oldest.note} for ${settings.writeTimeoutMs / 1000} s (${
+              count(pending, "record")
+            } waiting)`,
           ),
       });
       connected.channel = channel;
       const member = room.join({
         address: peer,
-        chat: (payload, note) => channel.send("chat", payload, note),
+        chat: (payload, note) => channel.sendShared(payload, note),
         notice: (text) => channel.send("notice", text),
         disconnect: (reason) => void channel.fail(reason),
       });
@@ -396,13 +486,16 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         if (event.type !== "msg") return;
         const name = member.name;
         const result = room.receive(member, event.text);
+        if (result.kind === "chat" && result.relayedTo > 0) {
+          pacer.chargeRelay(result.relayedTo, event.text.length);
+        }
         options.onMessage?.({ peer, name, seq: event.seq, text: event.text });
         if (log.quiet) return;
         if (result.kind === "chat") log.success(`${name} (${peer}): ${result.text}`);
         else if (result.kind === "renamed") {
           log.info(`${result.from} (${peer}) is now ${result.to}`);
         } else if (result.kind === "refused") {
-          log.info(`${name} (${peer}): name refused: ${result.reason}`);
+          if (!result.again) log.info(`${name} (${peer}): name refused: ${result.reason}`);
         } else log.info(`${name} (${peer}) sent /${result.kind === "who" ? "who" : result.word}`);
       });
       room.leave(member);
@@ -410,6 +503,16 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
       if (!member.removed) reportEnd(`${member.name} (${peer})`, end);
     } catch (error) {
       if ((link.closed && stopping) || connected.dropped) return; // closed by us: already told
+      if (error instanceof WrongPasswordError) {
+        const penalized = guesses.strike(addressKey(link.hostname));
+        log.error(
+          `${peer}: wrong password${
+            penalized ? `; ${link.hostname} refused for ${settings.guessWindowMs / 60_000} min` : ""
+          }`,
+        );
+        await link.fail(WrongPasswordError.FRAME_MESSAGE);
+        return;
+      }
       const reason = describeError(error);
       log.error(`${peer}: ${reason}`);
       if (error instanceof ProtocolError && !error.fromPeer) await link.fail(reason);
@@ -520,6 +623,7 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     get connections() {
       return connections.size;
     },
+    hostKey,
     get members() {
       return room.members;
     },
@@ -532,6 +636,18 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
     },
     close,
     finished,
+    async whenWritable() {
+      for (;;) {
+        const behind = [...connections].find(({ channel }) =>
+          channel && !channel.stopped && channel.backlog * 2 >= settings.maxQueuedRecords
+        );
+        if (!behind && !budget.full) return;
+        if (behind?.channel && !budget.full) {
+          const below = Math.ceil(settings.maxQueuedRecords / 2);
+          await behind.channel.whenWritable({ ms: OPERATOR_WAIT_MS * 50 }, below);
+        } else await new Promise((resolve) => setTimeout(resolve, OPERATOR_WAIT_MS));
+      }
+    },
   };
 }
 
@@ -587,10 +703,27 @@ Options:
     SERVER_DEFAULTS.keepaliveMs / 1000
   }; 0 turns it off)
   --write-timeout SECS      time a write to a client may take before it is
-                            dropped; also when a missing ack is reported (default ${
+                            dropped; a client that leaves a line unacknowledged
+                            this long is dropped too (default ${
     SERVER_DEFAULTS.writeTimeoutMs / 1000
   })
-  --quiet                   print only errors and the listening/stopped lines
+  --host-key-file FILE      keep the host key in FILE (created with mode 0600;
+                            refused if others may read it) instead of the
+                            default store (Deno's localStorage)
+  --password                require a room password, asked here (hidden, twice)
+  --password-file FILE      require the room password in the first line of FILE
+  --max-message BYTES       longest line relayed to the room or sent by you
+                            (default ${SERVER_DEFAULTS.maxMessage}; at most ${MAX_MESSAGE_LIMIT})
+  --rate LINES              lines read per second from one client, pings
+                            included; twice as many at once (default ${SERVER_DEFAULTS.linesPerSecond})
+  --byte-rate BYTES         bytes read per second from one client; four times
+                            as many at once (default ${SERVER_DEFAULTS.bytesPerSecond}). A client
+                            past its rate is read more slowly, never dropped
+  --max-queued BYTES        most bytes queued for all clients together, a
+                            relayed line counted once (default ${SERVER_DEFAULTS.maxQueuedTotal});
+                            when reached, clients are read more slowly
+  --quiet                   print only errors, the host key and the
+                            listening/stopped lines
   --verbose                 show the math: every number, including secrets
   --wire                    show every frame sent and received (what an
                             eavesdropper sees); with --toy, each line's XOR
@@ -605,7 +738,12 @@ also refuses that address; start a line with // to send one beginning with /.
 Exit codes: 0 ok, 1 failure, 2 usage error.`;
 
 /** What `main` needs from the command line. */
-export type ServerCommand = ParsedCommand<ServerOptions>;
+export type ServerCommand = ParsedCommand<ServerOptions> & {
+  /** `--host-key-file`: where the host key is kept instead of the default store. */
+  readonly hostKeyFile?: string;
+  /** `--password` / `--password-file`. */
+  readonly password?: PasswordSource;
+};
 
 /**
  * Turns the command line into server options.
@@ -624,6 +762,11 @@ export function parseServerArgs(args: string[]): ServerCommand {
     penalty: { type: "string" },
     "handshake-timeout": { type: "string" },
     "write-timeout": { type: "string" },
+    "host-key-file": { type: "string" },
+    "max-message": { type: "string" },
+    "max-queued": { type: "string" },
+    rate: { type: "string" },
+    "byte-rate": { type: "string" },
   });
   const toy = flags.boolean("toy");
   for (const name of ["prime", "generator", "private-key"]) {
@@ -646,6 +789,11 @@ export function parseServerArgs(args: string[]): ServerCommand {
     handshakeTimeoutMs: flags.milliseconds("handshake-timeout"),
     keepaliveMs: flags.milliseconds("keepalive", true),
     writeTimeoutMs: flags.milliseconds("write-timeout"),
+    // A relayed record must fit a default client's 1 MiB line: its text at most 3/4 of it.
+    maxMessage: flags.integer("max-message", 1, MAX_MESSAGE_LIMIT),
+    maxQueuedTotal: flags.integer("max-queued", 1024 * 1024, 2 ** 40),
+    linesPerSecond: flags.integer("rate", 1, 1_000_000),
+    bytesPerSecond: flags.integer("byte-rate", 1024, 2 ** 40),
     verbose: flags.boolean("verbose"),
     wire: flags.boolean("wire"),
     ...groupOptions(flags, toy),
@@ -655,6 +803,8 @@ export function parseServerArgs(args: string[]): ServerCommand {
     options,
     quiet: flags.boolean("quiet"),
     help: flags.boolean("help"),
+    hostKeyFile: flags.string("host-key-file"),
+    password: passwordSource(flags),
     version: flags.boolean("version"),
   };
 }
@@ -724,9 +874,26 @@ async function serve(args: string[], output: Output): Promise<number> {
   if (typeof command === "number") return command;
   const log = createLogger({ quiet: command.quiet, output });
   const options = command.options;
+  let hostKey: HostKey;
+  let password: string | undefined;
+  try {
+    const store = command.hostKeyFile === undefined
+      ? new LocalStorageStore(STORAGE_KEYS.hostKey)
+      : new FileStore(command.hostKeyFile, { secret: true });
+    const loaded = loadHostKey(store);
+    hostKey = loaded.hostKey;
+    if (loaded.created) log.info(`Created a new host key in ${store.description}`);
+    if (command.password) password = await readPassword(command.password, true);
+  } catch (error) {
+    log.error(
+      sentence(describeError(error)) + (error instanceof UsageError ? " (see --help)" : ""),
+    );
+    output.flush();
+    return error instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE;
+  }
   let server: ServerHandle;
   try {
-    server = startServer({ ...options, logger: log });
+    server = startServer({ ...options, hostKey, password, logger: log });
   } catch (error) {
     const [host, port] = [
       options.host ?? SERVER_DEFAULTS.host,
@@ -738,6 +905,8 @@ async function serve(args: string[], output: Output): Promise<number> {
     return EXIT.FAILURE;
   }
   log.notice(`Server listening on ${formatAddress(server.addr!.hostname, server.addr!.port)}`);
+  log.notice(`Host key ${hostKey.fingerprint}`);
+  if (password !== undefined) log.info("Room password required: clients need --password");
   const group = options.group!;
   if (isTeachingGroup(group)) {
     const safe = isSafePrime(group.p) ? "a safe prime" : "a prime, but not a safe prime";
@@ -786,7 +955,11 @@ function readOperator(
       const line = await input.next().catch(() => null);
       if (line === null) return;
       if ("refused" in line) log.error(`Line not sent: ${line.refused}`);
-      else server.operator(line.text);
+      else {
+        server.operator(line.text);
+        // Flow control: a paste is read no faster than the clients take it.
+        await server.whenWritable();
+      }
     }
   })();
   return input;

@@ -21,11 +21,17 @@ import {
   acceptKey,
   ACKED_TYPES,
   type ChatLine,
+  checkPasswordHello,
+  checkProof,
   type CipherName,
+  CONFIRM_TEXT,
   createOffer,
   type DhGroup,
   encodeError,
+  encodeProof,
   type Hello,
+  type HostKey,
+  hostKeyFingerprint,
   isTeachingGroup,
   MAX_WIRE_DIGITS,
   parseChat,
@@ -36,6 +42,7 @@ import {
   SECURE_CIPHER,
   type Session,
 } from "./dh.ts";
+import type { KnownHosts } from "./hostkeys.ts";
 
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -155,12 +162,14 @@ export function memoryPipe(): [Duplex, Duplex] {
 export const DEFAULT_MAX_LINE = 1_048_576;
 
 /**
- * The longest hello line a group can produce (its public key as long as p),
- * or, without a group, the longest any acceptable hello can be (a custom
- * 8192-bit group whose g is as long as p): the least line limit that works.
+ * The longest hello line a group can produce (its public key as long as p,
+ * with the revision-3 host key and password members), or, without a group,
+ * the longest any acceptable hello can be (a custom 8192-bit group whose g is
+ * as long as p): the least line limit that works.
  */
 export function longestHello(group?: DhGroup): number {
   const digits = group?.pDecimal.length ?? MAX_WIRE_DIGITS;
+  const base64Of32Bytes = "x".repeat(44);
   return JSON.stringify({
     type: "hello",
     protocol: PROTOCOL,
@@ -169,6 +178,9 @@ export function longestHello(group?: DhGroup): number {
     g: group ? group.g.toString() : "9".repeat(digits),
     publicKey: "9".repeat(digits),
     cipher: SECURE_CIPHER,
+    hostKey: base64Of32Bytes,
+    auth: "password",
+    nonce: base64Of32Bytes,
   }).length;
 }
 
@@ -446,11 +458,35 @@ export const LINK_DEFAULTS: Readonly<
 });
 
 /**
- * A DHX/1 connection: a {@link LineReader} on its input and one queue on its
- * output. Lines queued in the same turn of the event loop (all the acks for a
- * chunk of pipelined messages, say) leave in one write. The queue is bounded
- * in lines and bytes, and each write in time: a peer that stops reading
- * fails the connection instead of growing our memory.
+ * A line whose text is made when its turn to be written comes (a record
+ * sealed lazily, so that its sequence number follows everything written
+ * before it, and a line queued for many connections is held only once).
+ */
+export interface DeferredLine {
+  /** Its size as counted against the queue's bounds (UTF-16 units, LF included). */
+  readonly units: number;
+  /** Whether it may be written now (a full ack window says no). */
+  ready(): boolean;
+  /** Its text, made now (sealed); called once, when it is written. */
+  render(): string;
+  /** It will never be written (the connection ended, or an error frame went first). */
+  discard(): void;
+}
+
+/** Most UTF-16 units handed to one write: bounds what a stuck write holds. */
+const MAX_BATCH_UNITS = 64 * 1024;
+
+/** After a write failed, how long the peer has to end its side (its error frame may come). */
+const READ_AFTER_WRITE_FAILURE_MS = 1000;
+
+/**
+ * A DHX/1 connection: a {@link LineReader} on its input and two lanes on its
+ * output. Lines made already (handshake lines, acks, pongs) wait in order in
+ * one lane; {@link DeferredLine}s (records sealed when written) wait behind
+ * them in the other, each only while it is `ready`. Lines queued in the
+ * same turn of the event loop leave in one write of at most 64 KiB. The
+ * queue is bounded in lines and bytes, and each write in time: a peer that
+ * stops reading fails the connection instead of growing our memory.
  */
 export class LineConnection {
   /** How the peer is named in messages: "host:port" ("[::1]:port" for IPv6). */
@@ -462,13 +498,18 @@ export class LineConnection {
   readonly #writeTimeoutMs: number;
   readonly #maxQueuedLines: number;
   readonly #maxQueuedBytes: number;
-  #queue: string[] = [];
+  #queue: string[] = []; // lines made already, in order
   #queuedUnits = 0; // size of #queue: UTF-16 units plus one per LF (records are ASCII)
+  #deferred: DeferredLine[] = []; // made when written, after #queue
+  #deferredHead = 0; // entries before it were written
+  #deferredUnits = 0;
   #inflightUnits = 0; // size of the batch being written
   #writing: Promise<void> | undefined;
   #sealed = false; // a last line (bye, error) was queued: nothing may follow
   #closed = false;
   #failure: ProtocolError | undefined;
+  #writeLost: ProtocolError | undefined; // a write failed; reading goes on for the peer's error frame
+  #lostTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #onLine: LineConnectionOptions["onLine"];
 
   /**
@@ -523,37 +564,65 @@ export class LineConnection {
   }
 
   /**
-   * Queues `line` (LF added) behind everything queued before it. Never
-   * blocks; a queue over its bounds fails the connection. With `last`,
-   * nothing queued afterwards is sent (for `bye` and `error`).
+   * Queues `line` (LF added) behind every line made before it, ahead of the
+   * deferred ones. Never blocks; a queue over its bounds fails the
+   * connection. With `last`, nothing queued afterwards is sent (for `bye`
+   * and `error`), and the deferred lines are dropped: it goes ahead of them.
    */
   send(line: string, last = false): void {
     if (this.#sealed || this.#closed) return;
     this.#onLine?.("sent", line);
-    this.#sealed = last;
+    if (last) {
+      this.#sealed = true;
+      this.#discardDeferred();
+    }
     this.#queue.push(line);
     this.#queuedUnits += line.length + 1;
-    if (this.#queue.length > this.#maxQueuedLines || this.queuedBytes > this.#maxQueuedBytes) {
-      const reason =
-        `peer too far behind: ${this.#queue.length} lines (${this.queuedBytes} bytes) unsent`;
-      this.#failure ??= new ProtocolError(reason);
-      // Best effort: the error frame follows the write in flight, if that ever ends.
-      this.#queue = [encodeError(reason)];
-      this.#queuedUnits = this.#queue[0].length + 1;
-      this.#sealed = true;
-      bounded(this.drain(), { ms: 1000 }).catch(() => {}).finally(() => this.close());
+    this.#checkBounds();
+    this.#schedule();
+  }
+
+  /**
+   * Queues a line made when its turn comes and it is `ready`; behind every
+   * deferred line before it. Returns false (and discards it) if nothing may
+   * be sent any more.
+   */
+  defer(line: DeferredLine): boolean {
+    if (this.#sealed || this.#closed) {
+      line.discard();
+      return false;
     }
-    // Lines queued in one turn leave together: the pump starts after the
-    // current synchronous work.
-    this.#writing ??= Promise.resolve().then(() => this.#pump());
+    this.#deferred.push(line);
+    this.#deferredUnits += line.units;
+    this.#checkBounds();
+    this.#schedule();
+    return true;
+  }
+
+  /** Deferred lines not yet written. */
+  get deferredLines(): number {
+    return this.#deferred.length - this.#deferredHead;
+  }
+
+  /** Lines queued and not yet written, deferred ones included. */
+  get queuedLines(): number {
+    return this.#queue.length + this.deferredLines;
+  }
+
+  /** Wakes the writer: a deferred line that was not ready may be now (an ack came). */
+  resume(): void {
+    if (this.deferredLines > 0) this.#schedule();
   }
 
   /** Bytes queued and not yet written (the write in flight included). */
   get queuedBytes(): number {
-    return this.#queuedUnits + this.#inflightUnits;
+    return this.#queuedUnits + this.#deferredUnits + this.#inflightUnits;
   }
 
-  /** Resolves when everything queued so far has been written (or the connection failed). */
+  /**
+   * Resolves when everything that may be written now has been (deferred
+   * lines that are not ready stay queued), or the connection failed.
+   */
   async drain(): Promise<void> {
     while (this.#writing) await this.#writing;
   }
@@ -564,8 +633,8 @@ export class LineConnection {
   }
 
   /**
-   * Best effort: sends an `error` frame after what is queued, waits at most
-   * 1 s for it to leave, then closes. Never throws.
+   * Best effort: sends an `error` frame ahead of the deferred lines, waits at
+   * most 1 s for it to leave, then closes. Never throws.
    */
   async fail(message: string): Promise<void> {
     if (this.#closed) return;
@@ -578,9 +647,11 @@ export class LineConnection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#lostTimer);
     this.#queue = [];
     this.#queuedUnits = 0;
     this.#inflightUnits = 0;
+    this.#discardDeferred();
     try {
       this.#io.close();
     } catch {
@@ -593,14 +664,79 @@ export class LineConnection {
     return this.#closed;
   }
 
-  /** Writes the queue, a batch per write, until it is empty. */
+  /** The pump starts after the current synchronous work: lines queued in one turn leave together. */
+  #schedule(): void {
+    this.#writing ??= Promise.resolve().then(() => this.#pump());
+  }
+
+  /** Over the bounds: the connection fails, its error frame ahead of the deferred lines. */
+  #checkBounds(): void {
+    const lines = this.queuedLines;
+    if (lines <= this.#maxQueuedLines && this.queuedBytes <= this.#maxQueuedBytes) return;
+    const reason = `peer too far behind: ${lines} lines (${this.queuedBytes} bytes) unsent`;
+    this.#failure ??= new ProtocolError(reason);
+    this.#discardDeferred();
+    // Best effort: the error frame follows the write in flight, if that ever ends.
+    this.#queue = [encodeError(reason)];
+    this.#queuedUnits = this.#queue[0].length + 1;
+    this.#sealed = true;
+    bounded(this.drain(), { ms: 1000 }).catch(() => {}).finally(() => this.close());
+  }
+
+  #discardDeferred(): void {
+    const deferred = this.#deferred;
+    const head = this.#deferredHead;
+    this.#deferred = [];
+    this.#deferredHead = 0;
+    this.#deferredUnits = 0;
+    for (let i = head; i < deferred.length; i++) deferred[i].discard();
+  }
+
+  /** The next batch: lines made already, then deferred lines while ready, up to 64 KiB. */
+  #nextBatch(): string[] {
+    let batch: string[];
+    let units = 0;
+    if (this.#queuedUnits <= MAX_BATCH_UNITS) {
+      batch = this.#queue;
+      units = this.#queuedUnits;
+      this.#queue = [];
+      this.#queuedUnits = 0;
+    } else {
+      let n = 0;
+      while (n < this.#queue.length && (n === 0 || units < MAX_BATCH_UNITS)) {
+        units += this.#queue[n++].length + 1;
+      }
+      batch = this.#queue.splice(0, n);
+      this.#queuedUnits -= units;
+    }
+    // Deferred lines come after every line made before them: made now, in order.
+    while (
+      this.#queue.length === 0 && this.#deferredHead < this.#deferred.length &&
+      (batch.length === 0 || units < MAX_BATCH_UNITS)
+    ) {
+      const next = this.#deferred[this.#deferredHead];
+      if (!next.ready()) break;
+      this.#deferredHead++;
+      this.#deferredUnits -= next.units;
+      const line = next.render();
+      this.#onLine?.("sent", line);
+      batch.push(line);
+      units += line.length + 1;
+    }
+    if (this.#deferredHead > 1024 && this.#deferredHead * 2 > this.#deferred.length) {
+      this.#deferred.splice(0, this.#deferredHead);
+      this.#deferredHead = 0;
+    }
+    this.#inflightUnits = units;
+    return batch;
+  }
+
+  /** Writes batches until nothing queued may be written now. */
   async #pump(): Promise<void> {
     try {
-      while (this.#queue.length > 0 && !this.#closed) {
-        const batch = this.#queue;
-        this.#queue = [];
-        this.#inflightUnits = this.#queuedUnits;
-        this.#queuedUnits = 0;
+      while (!this.#closed && !this.#writeLost) {
+        const batch = this.#nextBatch();
+        if (batch.length === 0) break;
         const bytes = encoder.encode(
           batch.length === 1 ? batch[0] + "\n" : batch.join("\n") + "\n",
         );
@@ -613,12 +749,24 @@ export class LineConnection {
         this.#inflightUnits = 0;
       }
     } catch (error) {
-      // A stuck write cannot carry an error frame either: close at once.
-      const reason = error instanceof ProtocolError
-        ? error.message
-        : "connection lost while writing";
-      this.#failure ??= new ProtocolError(reason);
-      this.close();
+      if (error instanceof ProtocolError) {
+        // A stuck write cannot carry an error frame either: close at once.
+        this.#failure ??= error;
+        this.close();
+      } else {
+        // The peer closed: it may have said why in an error frame we have not
+        // read yet. Reading goes on, for a while, to find it.
+        this.#writeLost = new ProtocolError("connection lost while writing");
+        this.#sealed = true;
+        this.#queue = [];
+        this.#queuedUnits = 0;
+        this.#inflightUnits = 0;
+        this.#discardDeferred();
+        this.#lostTimer = setTimeout(() => {
+          this.#failure ??= this.#writeLost;
+          this.close();
+        }, READ_AFTER_WRITE_FAILURE_MS);
+      }
     } finally {
       this.#writing = undefined;
     }
@@ -630,10 +778,11 @@ export class LineConnection {
     try {
       result = await read;
     } catch (error) {
-      throw this.#failure ?? error;
+      throw this.#failure ?? this.#writeLost ?? error;
     }
     // A failure closes the connection, which some connections report as a clean end.
-    if (result === null && this.#failure) throw this.#failure;
+    const failure = this.#failure ?? this.#writeLost;
+    if (result === null && failure) throw failure;
     return result;
   }
 }
@@ -698,28 +847,70 @@ export interface ServerHandshakeOptions {
   readonly cipher: CipherName;
   /** A fixed private key (toy mode); fresh and random when omitted. */
   readonly privateKey?: bigint;
-  /** Time the client has to send its key, in ms. */
+  /** Time the client has to send its key (and its `confirm`), in ms. */
   readonly timeoutMs: number;
+  /** The host key to announce, and to prove to clients that ask (revision 3). */
+  readonly hostKey?: HostKey;
+  /** The room password every client must prove it knows (revision 3). */
+  readonly password?: string;
+}
+
+/**
+ * The client did not prove that it knows the room password: its `confirm`
+ * did not open, or another record came first. The server answers with the
+ * error frame {@link WrongPasswordError.FRAME_MESSAGE} and counts a guess.
+ */
+export class WrongPasswordError extends ProtocolError {
+  /** The text of the `error` frame the server sends. */
+  static readonly FRAME_MESSAGE = "wrong password";
+
+  /** A wrong password from the client. */
+  constructor() {
+    super(WrongPasswordError.FRAME_MESSAGE);
+    this.name = "WrongPasswordError";
+  }
 }
 
 /**
  * Server side of the handshake: sends the hello, waits (bounded) for the
- * client's key line and derives the session.
+ * client's key line and derives the session. Revision 3: signs the proof if
+ * the client asked for it; with a password, opens the client's `confirm` and
+ * answers with its own before anything else.
  *
- * @returns the session, or `null` if the client left before sending its key
+ * @returns the session, or `null` if the client left before its key (or its confirm)
+ * @throws {WrongPasswordError} if the client does not know the password
  * @throws {ProtocolError} for a bad key frame, a timeout or a broken line
  */
 export async function serverHandshake(
   link: LineConnection,
   options: ServerHandshakeOptions,
 ): Promise<Session | null> {
-  const offer = createOffer(options.group, options.cipher, options.privateKey);
+  const offer = createOffer(options.group, options.cipher, options.privateKey, {
+    hostKey: options.hostKey,
+    password: options.password,
+  });
   link.send(offer.line);
   const keyLine = await bounded(link.readLine(), {
     ms: options.timeoutMs,
     timeout: `no key within ${options.timeoutMs / 1000} s (handshake timeout)`,
   });
-  return keyLine === null ? null : acceptKey(offer, keyLine);
+  if (keyLine === null) return null;
+  const session = acceptKey(offer, keyLine);
+  if (session.proofRequested && options.hostKey) link.send(encodeProof(options.hostKey, session));
+  if (session.passwordGenerator === undefined) return session;
+  const confirmLine = await bounded(link.readLine(), {
+    ms: options.timeoutMs,
+    timeout: `no confirm within ${options.timeoutMs / 1000} s (handshake timeout)`,
+  });
+  if (confirmLine === null) return null;
+  try {
+    session.open(confirmLine); // record 0 of a password session opens only as a confirm
+  } catch (error) {
+    if (error instanceof ProtocolError && error.fromPeer) throw error;
+    throw new WrongPasswordError();
+  }
+  link.send(session.seal("confirm", CONFIRM_TEXT));
+  return session;
 }
 
 /** Options of {@link clientHandshake}. */
@@ -734,11 +925,31 @@ export interface ClientHandshakeOptions {
    * draws a fresh random key.
    */
   readonly teachingKey?: bigint;
-  /** Time the server has to send its hello, in ms. */
+  /** Time the server has to send its hello (and its proof and confirm), in ms. */
   readonly timeoutMs: number;
   /** Ends the wait at once (Ctrl-C). */
   readonly signal?: AbortSignal;
+  /**
+   * Where host keys are remembered (trust on first use); without it nothing
+   * is remembered and only `pin` is checked.
+   */
+  readonly knownHosts?: KnownHosts;
+  /** The address dialled, `host:port`: the known-hosts key. */
+  readonly address?: string;
+  /** A host key fingerprint the server must have (`--host-key`), even on first contact. */
+  readonly pin?: string;
+  /** The room password (revision 3). */
+  readonly password?: string;
 }
+
+/**
+ * What the client knows of the server's host key after the handshake:
+ * - `new`: first contact, the key was proved and is now remembered;
+ * - `known`: it equals the key remembered;
+ * - `pinned`: it equals the fingerprint given;
+ * - `unverified`: the server has no host key (revision 1 or 2), nothing remembered.
+ */
+export type HostKeyStatus = "new" | "known" | "pinned" | "unverified";
 
 /** What the client learns in the handshake. */
 export interface ClientHandshake {
@@ -746,40 +957,139 @@ export interface ClientHandshake {
   readonly hello: Hello;
   /** The established session. */
   readonly session: Session;
+  /** The server's host key fingerprint, proved in this session (undefined: none sent). */
+  readonly hostKeyFingerprint?: string;
+  /** How the host key was judged. */
+  readonly hostKeyStatus: HostKeyStatus;
 }
+
+/**
+ * The server's host key is not the one expected (remembered or pinned), or
+ * it sent none where one is expected (a downgrade). Refused before the
+ * client sends its key.
+ */
+export class HostKeyError extends ProtocolError {
+  /** The address dialled. */
+  readonly address: string;
+  /** The fingerprint expected. */
+  readonly expected: string;
+  /** The fingerprint the server presented (undefined: no host key at all). */
+  readonly presented: string | undefined;
+  /** Whether `expected` was given (`--host-key`) rather than remembered. */
+  readonly pinned: boolean;
+
+  /**
+   * The refusal of the server at `address`.
+   *
+   * @param address the address dialled
+   * @param expected the fingerprint expected
+   * @param presented the server's, if it sent one
+   * @param pinned given rather than remembered
+   */
+  constructor(address: string, expected: string, presented: string | undefined, pinned: boolean) {
+    const source = pinned ? "the fingerprint given with --host-key" : "the one remembered";
+    super(
+      presented === undefined
+        ? `the server at ${address} sent no host key, but ${source} is ${expected}: refusing (a downgrade, or someone in between)`
+        : `the server at ${address} presented host key ${presented}, not ${source}, ${expected}: refusing (someone may sit in between, or the server's key changed)`,
+    );
+    this.name = "HostKeyError";
+    this.address = address;
+    this.expected = expected;
+    this.presented = presented;
+    this.pinned = pinned;
+  }
+}
+
+/** What the client says when the server's confirm does not open. */
+export const SERVER_PASSWORD_FAILURE =
+  "the server could not prove that it knows the password (wrong password, or someone in between)";
 
 /**
  * Client side of the handshake: waits (bounded, abortable) for the hello,
  * judges it ({@link parseHello} refuses before any key is sent), then sends
- * the key line.
+ * the key line. Revision 3, in this order: a host key other than the one
+ * expected, a missing one where one is expected, or a password that the
+ * hello does not match is refused before the key; the key asks for a proof
+ * of any host key announced, which is checked before anything else is sent; with a password, our
+ * `confirm` goes out and the server's must open. Only then is a first
+ * contact's host key remembered.
  *
+ * @throws {HostKeyError} for a host key other than the one expected, or none
  * @throws {ProtocolError} with a reason a user can act on
  */
 export async function clientHandshake(
   link: LineConnection,
   options: ClientHandshakeOptions,
 ): Promise<ClientHandshake> {
-  const helloLine = await bounded(link.readLine(), {
-    ms: options.timeoutMs,
-    timeout: `no hello from the server within ${options.timeoutMs / 1000} s`,
-    signal: options.signal,
-    aborted: "interrupted while waiting for the server's hello",
-  });
+  const read = (what: string) =>
+    bounded(link.readLine(), {
+      ms: options.timeoutMs,
+      timeout: `no ${what} from the server within ${options.timeoutMs / 1000} s`,
+      signal: options.signal,
+      aborted: `interrupted while waiting for the server's ${what}`,
+    });
+  const helloLine = await read("hello");
   if (helloLine === null) {
     throw new ProtocolError("server closed the connection before its hello");
   }
   const hello = parseHello(helloLine, { insecure: options.insecure });
+  const address = options.address ?? "the server";
+  const presented = hello.hostKey && hostKeyFingerprint(hello.hostKey);
+  const remembered = options.knownHosts?.get(address);
+  const expected = options.pin ?? remembered;
+  if (expected !== undefined && presented !== expected) {
+    throw new HostKeyError(address, expected, presented, options.pin !== undefined);
+  }
+  checkPasswordHello(hello, options.password);
   const privateKey = options.privateKey ??
     (isTeachingGroup(hello.group) ? options.teachingKey : undefined);
   let response: ReturnType<typeof respondToHello>;
   try {
-    response = respondToHello(hello, privateKey);
+    // A proof is asked of every server that has a host key to prove (and only then: a
+    // revision-2 server sees the key line it always saw).
+    response = respondToHello(hello, privateKey, {
+      proof: hello.hostKey !== undefined,
+      password: options.password,
+    });
   } catch (error) {
     // Only a key given by hand can be out of range for the offered group.
     throw new ProtocolError(`cannot use this private key: ${(error as Error).message}`);
   }
+  const { session } = response;
   link.send(response.keyLine);
-  return { hello, session: response.session };
+  if (hello.hostKey) {
+    const proofLine = await read("host key proof");
+    if (proofLine === null) {
+      throw new ProtocolError("server closed the connection instead of proving its host key");
+    }
+    checkProof(hello.hostKey, session, proofLine);
+  }
+  if (session.passwordGenerator !== undefined) {
+    link.send(session.seal("confirm", CONFIRM_TEXT));
+    const confirmLine = await read("confirm");
+    if (confirmLine === null) throw new ProtocolError(SERVER_PASSWORD_FAILURE);
+    try {
+      session.open(confirmLine);
+    } catch (error) {
+      if (!(error instanceof ProtocolError && error.fromPeer)) {
+        throw new ProtocolError(SERVER_PASSWORD_FAILURE);
+      }
+      const said = error.message.replace(/^peer reported an error: /, "");
+      throw new ProtocolError(
+        said === WrongPasswordError.FRAME_MESSAGE
+          ? "wrong password (the server refused it)"
+          : error.message,
+        true,
+      );
+    }
+  }
+  let hostKeyStatus: HostKeyStatus = "unverified";
+  if (presented !== undefined) {
+    hostKeyStatus = options.pin !== undefined ? "pinned" : remembered ? "known" : "new";
+    if (remembered === undefined) options.knownHosts?.remember(address, presented);
+  }
+  return { hello, session, hostKeyFingerprint: presented, hostKeyStatus };
 }
 
 // ───────────────────────────────────────────────────────────────────────────
@@ -797,27 +1107,36 @@ export interface PendingAck {
 }
 
 /**
+ * Called when the oldest record waiting is overdue, with it and the count
+ * waiting; returning false puts the report off (asked again a little later).
+ */
+export type OverdueHandler = (oldest: PendingAck, pending: number) => boolean | void;
+
+/**
  * The `msg`/`chat` records sent and not yet acknowledged, oldest first. Acks
- * arrive one per record, in order: anything else is a protocol error. Records
- * older than `timeoutMs` are reported once each through `onOverdue`.
+ * arrive one per record, in order: anything else is a protocol error. When
+ * the oldest record waits longer than `timeoutMs`, `onOverdue` is called
+ * once for the whole episode: not again until every record is acknowledged
+ * (a peer that stopped acking makes one report, not one per record).
  */
 export class AckTracker {
   readonly #pending: PendingAck[] = [];
   #head = 0; // acknowledged entries before #head are dropped lazily
-  #overdueReported = -1; // highest seq reported overdue
+  #episode = false; // an overdue episode was reported and has not ended
   #timer: ReturnType<typeof setTimeout> | undefined;
   #waiters: (() => void)[] = [];
   #stopped = false;
   readonly #timeoutMs: number;
-  readonly #onOverdue: ((entry: PendingAck) => void) | undefined;
+  readonly #onOverdue: OverdueHandler | undefined;
 
   /**
    * Creates a tracker.
    *
    * @param timeoutMs after how long an unacknowledged record is overdue (0: never)
-   * @param onOverdue called once per overdue record
+   * @param onOverdue called once per overdue episode, with the oldest record
+   *   and the count waiting; if it returns false, it is asked again later
    */
-  constructor(timeoutMs = 0, onOverdue?: (entry: PendingAck) => void) {
+  constructor(timeoutMs = 0, onOverdue?: OverdueHandler) {
     this.#timeoutMs = timeoutMs;
     this.#onOverdue = onOverdue;
   }
@@ -858,6 +1177,7 @@ export class AckTracker {
       this.#head = 0;
     }
     if (this.pending === 0) {
+      this.#episode = false;
       clearTimeout(this.#timer);
       this.#timer = undefined;
       for (const wake of this.#waiters.splice(0)) wake();
@@ -884,24 +1204,25 @@ export class AckTracker {
     for (const wake of this.#waiters.splice(0)) wake();
   }
 
-  /** Arms the timer for the oldest record that is not yet reported. */
-  #arm(): void {
-    if (this.#timeoutMs <= 0 || !this.#onOverdue) return;
-    const next = this.#pending.slice(this.#head).find((e) => e.seq > this.#overdueReported);
-    if (!next) return;
-    const wait = Math.max(0, next.sentAt + this.#timeoutMs - performance.now());
+  /**
+   * Arms the timer for the oldest record (or, when the handler put a report
+   * off, for `delay`), unless its episode was reported.
+   */
+  #arm(delay?: number): void {
+    if (this.#timeoutMs <= 0 || !this.#onOverdue || this.#episode || this.#stopped) return;
+    const oldest = this.#pending[this.#head];
+    if (!oldest) return;
+    const wait = delay ?? Math.max(0, oldest.sentAt + this.#timeoutMs - performance.now());
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      const now = performance.now();
-      for (let i = this.#head; i < this.#pending.length; i++) {
-        const entry = this.#pending[i];
-        if (entry.seq <= this.#overdueReported) continue;
-        if (now - entry.sentAt < this.#timeoutMs) break;
-        this.#overdueReported = entry.seq;
-        this.#onOverdue?.(entry);
-      }
-      this.#arm();
+      const now = this.#pending[this.#head];
+      if (now && performance.now() - now.sentAt >= this.#timeoutMs) {
+        if (this.#onOverdue?.(now, this.pending) === false) {
+          return this.#arm(Math.max(100, this.#timeoutMs / 4)); // put off: ask again
+        }
+        this.#episode = true;
+      } else this.#arm(); // acks came meanwhile: wait for the new oldest
     }, wait);
   }
 }
@@ -935,10 +1256,23 @@ export interface ChannelOptions {
   readonly peerKnowsPing?: boolean;
   /** After how long an unacknowledged `msg`/`chat` is reported (0: never). */
   readonly ackTimeoutMs?: number;
-  /** Called once per record overdue for its ack. */
-  readonly onOverdue?: (entry: PendingAck) => void;
-  /** Most records unacknowledged at once before the peer counts as too far behind. */
+  /**
+   * Called once per overdue episode (see {@link AckTracker}). Not while the
+   * pacer slows our reading of the peer: its acks may wait behind its lines.
+   */
+  readonly onOverdue?: OverdueHandler;
+  /**
+   * The ack window: most `msg`/`chat` records unacknowledged at once. Past
+   * it, records wait unsealed in the connection's queue until acks come back
+   * (flow control); the queue's own bounds decide when a peer is too far
+   * behind.
+   */
   readonly maxUnacked?: number;
+  /**
+   * Paces reading: each line received is charged to it, and reading waits
+   * while it asks to (a sender over its rate is slowed by TCP, not dropped).
+   */
+  readonly pacer?: ReadPacer;
 }
 
 /** Lines handled between two writes of their answers. */
@@ -947,8 +1281,89 @@ const ANSWER_SLICE = 8;
 /** How long what is queued may take to leave when a session ends. */
 const DRAIN_ON_CLOSE_MS = 1000;
 
-/** Default bound on unacknowledged records per peer. */
+/** Default ack window: most records unacknowledged at once per peer. */
 export const DEFAULT_MAX_UNACKED = 4096;
+
+/** How an `ack` record's line starts, as sealed (a frame written otherwise is charged). */
+const ACK_PREFIX = '{"type":"ack",';
+
+/** Resolves in the next turn of the event loop (after I/O callbacks). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** Longest single pause of reading while a pacer holds it: stops are noticed this soon. */
+const PACE_SLICE_MS = 100;
+
+/** Promises woken together (acks that open a window, the end of a session). */
+class Wakeup {
+  #waiters: (() => void)[] = [];
+
+  /** A promise resolved at the next {@link wake}. */
+  wait(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Resolves every promise given out so far. */
+  wake(): void {
+    for (const resolve of this.#waiters.splice(0)) resolve();
+  }
+}
+
+/**
+ * A `msg`, `chat` or `notice` record waiting in a connection's queue, sealed
+ * when its turn to be written comes (so its seq follows every record written
+ * before it). A `msg`/`chat` waits while the ack window is full.
+ */
+class ChannelRecord implements DeferredLine {
+  readonly units: number;
+  readonly #channel: Channel;
+  readonly #type: "msg" | "chat" | "notice";
+  readonly #text: string | SharedText;
+  readonly #note: string;
+
+  constructor(
+    channel: Channel,
+    type: "msg" | "chat" | "notice",
+    text: string | SharedText,
+    note: string,
+  ) {
+    this.#channel = channel;
+    this.#type = type;
+    this.#text = text;
+    this.#note = note;
+    this.units = recordUnits(typeof text === "string" ? text.length : text.units);
+    if (text instanceof SharedText) text.hold();
+  }
+
+  ready(): boolean {
+    return !ACKED_TYPES.includes(this.#type) || this.#channel.windowOpen;
+  }
+
+  render(): string {
+    const text = this.#text;
+    const line = this.#channel.seal(
+      this.#type,
+      typeof text === "string" ? text : text.text,
+      this.#note,
+    );
+    if (text instanceof SharedText) text.release();
+    return line;
+  }
+
+  discard(): void {
+    if (this.#text instanceof SharedText) this.#text.release();
+    if (ACKED_TYPES.includes(this.#type)) this.#channel.countUnsent();
+  }
+}
+
+/**
+ * About how many UTF-16 units the record of a plaintext of `length` units
+ * takes (ASCII text: base64 makes 4 of 3; the JSON, seq and tag about 100).
+ */
+function recordUnits(length: number): number {
+  return Math.ceil(length / 3) * 4 + 100;
+}
 
 /**
  * A session in progress over a connection: sends records, receives and
@@ -985,6 +1400,10 @@ export class Channel {
   readonly acks: AckTracker;
   readonly #keepaliveMs: number;
   readonly #maxUnacked: number;
+  readonly #pacer: ReadPacer | undefined;
+  readonly #acked = new Wakeup(); // an ack came, or the session ended
+  #unsent = 0; // msg/chat records dropped unsent
+  #pacedAt = -Infinity; // when the pacer last held our reading
   #peerKnowsPing: boolean;
   #lastHeard = performance.now();
   #pingSentAt: number | undefined;
@@ -1006,9 +1425,17 @@ export class Channel {
   constructor(link: LineConnection, session: Session, options: ChannelOptions = {}) {
     this.link = link;
     this.session = session;
-    this.acks = new AckTracker(options.ackTimeoutMs, options.onOverdue);
+    const onOverdue = options.onOverdue;
+    const ackTimeoutMs = options.ackTimeoutMs ?? 0;
+    this.acks = new AckTracker(
+      ackTimeoutMs,
+      onOverdue &&
+        ((oldest, pending) =>
+          performance.now() - this.#pacedAt < ackTimeoutMs ? false : onOverdue(oldest, pending)),
+    );
     this.#keepaliveMs = options.keepaliveMs ?? 0;
     this.#maxUnacked = options.maxUnacked ?? DEFAULT_MAX_UNACKED;
+    this.#pacer = options.pacer;
     this.#peerKnowsPing = options.peerKnowsPing ?? session.role === "server";
   }
 
@@ -1023,22 +1450,88 @@ export class Channel {
   }
 
   /**
-   * Seals and queues a record. A `msg` or `chat` is tracked until its ack.
+   * Queues a record. It is sealed at once if nothing waits before it and the
+   * ack window allows; otherwise when its turn comes. A `msg` or `chat` is
+   * tracked from its sealing until its ack. Never blocks: a caller that
+   * produces records (stdin, a relay) waits for {@link whenWritable}.
    *
    * @param note what to say about it if its ack is overdue
-   * @returns its sequence number, or -1 if the channel has stopped
+   * @returns false if the channel has stopped (nothing is sent)
    */
-  send(type: "msg" | "chat" | "notice", text: string, note = ""): number {
-    if (this.stopped) return -1;
-    const seq = this.session.nextSendSeq;
-    this.link.send(this.session.seal(type, text));
-    if (ACKED_TYPES.includes(type)) {
-      this.acks.track(seq, note);
-      if (this.acks.pending > this.#maxUnacked) {
-        this.#abort(`peer too far behind: ${this.acks.pending} records unacknowledged`);
-      }
+  send(type: "msg" | "chat" | "notice", text: string, note = ""): boolean {
+    if (this.stopped) return false;
+    const acked = ACKED_TYPES.includes(type);
+    if (this.link.deferredLines === 0 && (!acked || this.windowOpen)) {
+      this.link.send(this.seal(type, text, note));
+      return true;
     }
-    return seq;
+    return this.link.defer(new ChannelRecord(this, type, text, note));
+  }
+
+  /**
+   * Queues a `chat` record whose plaintext is held once for every channel
+   * that sends it (a room's relayed line); sealed when its turn comes.
+   *
+   * @returns false if the channel has stopped (nothing is sent)
+   */
+  sendShared(text: SharedText, note = ""): boolean {
+    if (this.stopped) return false;
+    return this.link.defer(new ChannelRecord(this, "chat", text, note));
+  }
+
+  /** Seals a record now (its seq is the next one) and tracks its ack if it has one. */
+  seal(type: "msg" | "chat" | "notice", text: string, note = ""): string {
+    const seq = this.session.nextSendSeq;
+    const line = this.session.seal(type, text);
+    if (ACKED_TYPES.includes(type)) this.acks.track(seq, note);
+    return line;
+  }
+
+  /** Whether one more `msg`/`chat` may be sealed now (the ack window has room). */
+  get windowOpen(): boolean {
+    return this.acks.pending < this.#maxUnacked;
+  }
+
+  /** Records sent and not acknowledged, plus those queued and not yet sealed. */
+  get backlog(): number {
+    return this.acks.pending + this.link.deferredLines;
+  }
+
+  /** `msg`/`chat` records dropped unsent (the session ended first). */
+  get unsent(): number {
+    return this.#unsent;
+  }
+
+  /** Counts a `msg`/`chat` dropped unsent (called by the queue). */
+  countUnsent(): void {
+    this.#unsent++;
+  }
+
+  /**
+   * Flow control: resolves true once the backlog is under `below` (by
+   * default the ack window: one more record will not wait), false if the
+   * channel stops or `bounds` end first.
+   */
+  async whenWritable(bounds: Bounds = {}, below: number = this.#maxUnacked): Promise<boolean> {
+    while (this.backlog >= below) {
+      if (this.stopped) return false;
+      const ok = await bounded(this.#acked.wait(), bounds).then(() => true, () => false);
+      if (!ok) return false;
+    }
+    return !this.stopped;
+  }
+
+  /**
+   * Resolves true once every record queued was sealed, sent and
+   * acknowledged; false if the channel stops or `bounds` end first.
+   */
+  async settled(bounds: Bounds = {}): Promise<boolean> {
+    while (this.backlog > 0) {
+      if (this.stopped) return false;
+      const ok = await bounded(this.#acked.wait(), bounds).then(() => true, () => false);
+      if (!ok) return false;
+    }
+    return true;
   }
 
   /**
@@ -1063,11 +1556,18 @@ export class Channel {
           break;
         }
         for (let i = 0; i < lines.length && !this.#end && !this.#stopped; i++) {
+          // Acks are not charged: a peer can ack no more than we sent.
+          if (this.#pacer && !lines[i].startsWith(ACK_PREFIX)) {
+            await this.#paced(lines[i].length + 1);
+            if (this.#end || this.stopped) break;
+          }
           this.#receive(lines[i], onEvent);
-          // The answers to each slice of lines leave before the next slice is
-          // worked on: a socket write completes at once, so the peer reads
-          // them while we go on, instead of waiting for the whole chunk.
-          if ((i + 1) % ANSWER_SLICE === 0) await this.link.drain();
+          // The answers to each slice of lines start to leave before the next
+          // slice is worked on: a socket write completes at once, so the peer
+          // reads them while we go on. A write that does not complete at once
+          // is not waited for: a peer that writes to us while not reading
+          // (its own writes stuck) must not stop us reading, or both wait.
+          if ((i + 1) % ANSWER_SLICE === 0) await Promise.race([this.link.drain(), nextTurn()]);
         }
         if (this.#stopped) this.#end ??= { reason: "local" };
       }
@@ -1083,6 +1583,7 @@ export class Channel {
       this.#stopped = true;
       clearTimeout(this.#keepaliveTimer);
       this.acks.stop();
+      this.#acked.wake();
       // Our error frame, bye or last acks get their bounded chance to leave; then close.
       await (this.#failing ?? this.#leaving ??
         bounded(this.link.drain(), { ms: DRAIN_ON_CLOSE_MS }).catch(() => {}));
@@ -1135,9 +1636,13 @@ export class Channel {
         this.#peerKnowsPing = true;
         onEvent({ type: "notice", text: record.text });
         return;
-      case "ack":
-        onEvent({ type: "ack", acked: this.acks.acknowledge(record.text) });
+      case "ack": {
+        const acked = this.acks.acknowledge(record.text);
+        this.link.resume(); // the window has room: waiting records may go
+        this.#acked.wake();
+        onEvent({ type: "ack", acked });
         return;
+      }
       case "ping":
         this.#peerKnowsPing = true;
         this.link.send(this.session.seal("pong", record.text));
@@ -1152,6 +1657,22 @@ export class Channel {
         this.#end = { reason: "bye" };
         return;
     }
+  }
+
+  /**
+   * Charges a received line to the pacer and waits while it says so (in
+   * slices, so that a stop is noticed). The time spent waiting is not the
+   * peer's silence: we were not reading.
+   */
+  async #paced(bytes: number): Promise<void> {
+    const pacer = this.#pacer!;
+    pacer.charge(bytes);
+    let waited = false;
+    for (let ms = pacer.wait(); ms > 0 && !this.stopped; ms = pacer.wait()) {
+      waited = true;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(ms, PACE_SLICE_MS)));
+    }
+    if (waited) this.#lastHeard = this.#pacedAt = performance.now();
   }
 
   /** Keepalive: one timer per channel, re-armed lazily from the last time we heard. */
@@ -1197,5 +1718,240 @@ export class Channel {
     if (this.link.failure) return { reason: "error", error: this.link.failure };
     if (this.#stopped && !(error instanceof ProtocolError)) return { reason: "local" };
     return { reason: "error", error: error instanceof Error ? error : new Error(String(error)) };
+  }
+}
+
+// ───────────────────────────────────────────────────────────────────────────
+// 6. Flow control
+// ───────────────────────────────────────────────────────────────────────────
+
+/**
+ * A token bucket: `rate` tokens a second, at most `burst` saved up. Taking
+ * more than is there leaves a debt, paid back by time: {@link wait} says how
+ * long.
+ */
+export class TokenBucket {
+  /** Tokens added per second. */
+  readonly rate: number;
+  /** Most tokens held (and the level it starts full at). */
+  readonly burst: number;
+  readonly #now: () => number;
+  #level: number;
+  #at: number;
+
+  /**
+   * Creates a full bucket.
+   *
+   * @param rate tokens per second (> 0)
+   * @param burst most tokens held
+   * @param now the clock in ms (default `performance.now`; tests inject one)
+   */
+  constructor(rate: number, burst: number, now: () => number = () => performance.now()) {
+    this.rate = rate;
+    this.burst = burst;
+    this.#now = now;
+    this.#level = burst;
+    this.#at = now();
+  }
+
+  /** Tokens there now (negative: a debt). */
+  get level(): number {
+    this.#refill();
+    return this.#level;
+  }
+
+  /** Takes `amount` tokens, going into debt if there are not enough. */
+  take(amount: number): void {
+    this.#refill();
+    this.#level -= amount;
+  }
+
+  /** Ms until the level is back to zero (0 if there is no debt). */
+  wait(): number {
+    const level = this.level;
+    return level >= 0 ? 0 : Math.ceil((-level / this.rate) * 1000);
+  }
+
+  #refill(): void {
+    const now = this.#now();
+    this.#level = Math.min(this.burst, this.#level + ((now - this.#at) / 1000) * this.rate);
+    this.#at = now;
+  }
+}
+
+/**
+ * One bound on the bytes queued for sending across a whole server: every
+ * {@link SharedText} held by some queue counts once, plus a little per queue
+ * holding it. Past `limit` it is {@link full}, and pacers stop reading from
+ * senders until queues drain.
+ */
+export class QueueBudget {
+  /** The bound, in UTF-16 units (bytes, for ASCII records). */
+  readonly limit: number;
+  #used = 0;
+  #peak = 0;
+
+  /**
+   * Creates an empty budget.
+   *
+   * @param limit the bound in bytes
+   */
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  /** Units held now. */
+  get used(): number {
+    return this.#used;
+  }
+
+  /** The most units ever held at once. */
+  get peak(): number {
+    return this.#peak;
+  }
+
+  /** Whether the bound is reached: no more may be read from senders. */
+  get full(): boolean {
+    return this.#used >= this.limit;
+  }
+
+  /** Counts `units` more held. */
+  add(units: number): void {
+    this.#used += units;
+    if (this.#used > this.#peak) this.#peak = this.#used;
+  }
+
+  /** Counts `units` released. */
+  remove(units: number): void {
+    this.#used = Math.max(0, this.#used - units);
+  }
+}
+
+/** What each queue holding a {@link SharedText} costs the budget (the reference, its record). */
+export const SHARED_REFERENCE_UNITS = 64;
+
+/**
+ * A text queued for many connections but held once (a room's relayed line):
+ * each queue holds a reference, and the text counts against a
+ * {@link QueueBudget} while any does.
+ */
+export class SharedText {
+  /** The text (a `chat` plaintext). */
+  readonly text: string;
+  /** Its size in UTF-16 units. */
+  readonly units: number;
+  readonly #budget: QueueBudget | undefined;
+  #holders = 0;
+
+  /**
+   * Wraps a text.
+   *
+   * @param text the plaintext
+   * @param budget what it counts against while held
+   */
+  constructor(text: string, budget?: QueueBudget) {
+    this.text = text;
+    this.units = text.length;
+    this.#budget = budget;
+  }
+
+  /** Queues holding it now. */
+  get holders(): number {
+    return this.#holders;
+  }
+
+  /** One more queue holds it. */
+  hold(): void {
+    if (this.#holders++ === 0) this.#budget?.add(this.units);
+    this.#budget?.add(SHARED_REFERENCE_UNITS);
+  }
+
+  /** A queue let it go (written or dropped). */
+  release(): void {
+    if (this.#holders === 0) return;
+    this.#budget?.remove(SHARED_REFERENCE_UNITS);
+    if (--this.#holders === 0) this.#budget?.remove(this.units);
+  }
+}
+
+/** Paces the reading of one peer (see {@link ChannelOptions.pacer}). */
+export interface ReadPacer {
+  /** Counts a line of `bytes` received. */
+  charge(bytes: number): void;
+  /** Ms to wait before reading on (0: go on). */
+  wait(): number;
+}
+
+/** Limits of a {@link SenderPacer}. */
+export interface SenderRate {
+  /** Lines (records of any type) per second. */
+  readonly linesPerSecond: number;
+  /** Lines that may come at once after a quiet time. */
+  readonly lineBurst: number;
+  /** Bytes per second. */
+  readonly bytesPerSecond: number;
+  /** Bytes that may come at once after a quiet time. */
+  readonly byteBurst: number;
+}
+
+/** Defaults of {@link SenderRate}: a human paste of 2,000 lines or 1 MiB passes at once. */
+export const SENDER_RATE_DEFAULTS: SenderRate = Object.freeze({
+  linesPerSecond: 1000,
+  lineBurst: 2000,
+  bytesPerSecond: 256 * 1024,
+  byteBurst: 1024 * 1024,
+});
+
+/** Recipients of a relayed line that cost its sender as much as one more line read. */
+export const RELAY_COST_DIVISOR = 10;
+
+/** Ms a pacer waits before it looks again at a full {@link QueueBudget}. */
+const BUDGET_RETRY_MS = 50;
+
+/**
+ * The pacer of one sender: a {@link TokenBucket} of lines and one of bytes
+ * (every record counts, pings too), and the server's {@link QueueBudget}.
+ * Past either rate, or while the budget is full, its reading waits.
+ */
+export class SenderPacer implements ReadPacer {
+  /** Lines. */
+  readonly lines: TokenBucket;
+  /** Bytes. */
+  readonly bytes: TokenBucket;
+  readonly #budget: QueueBudget | undefined;
+
+  /**
+   * Creates a pacer with full buckets.
+   *
+   * @param rate the rates and bursts
+   * @param budget the server-wide bound on queued bytes, if any
+   * @param now the clock in ms (tests inject one)
+   */
+  constructor(rate: SenderRate, budget?: QueueBudget, now?: () => number) {
+    this.lines = new TokenBucket(rate.linesPerSecond, rate.lineBurst, now);
+    this.bytes = new TokenBucket(rate.bytesPerSecond, rate.byteBurst, now);
+    this.#budget = budget;
+  }
+
+  charge(bytes: number): void {
+    this.lines.take(1);
+    this.bytes.take(bytes);
+  }
+
+  /**
+   * Charges what relaying a line of `bytes` to `recipients` costs the server
+   * (a record sealed and an ack opened for each): a tenth of a line and of
+   * its bytes per recipient, so that a room's size slows its senders, not
+   * its server.
+   */
+  chargeRelay(recipients: number, bytes: number): void {
+    this.lines.take(recipients / RELAY_COST_DIVISOR);
+    this.bytes.take((bytes * recipients) / RELAY_COST_DIVISOR);
+  }
+
+  wait(): number {
+    const debt = Math.max(this.lines.wait(), this.bytes.wait());
+    if (debt > 0) return debt;
+    return this.#budget?.full ? BUDGET_RETRY_MS : 0;
   }
 }

@@ -72,7 +72,8 @@ Options (defaults; --quick ones in brackets):
   --quick                  a short run, ~35 s instead of ~2.5 min [see brackets]
   --rounds N               rounds per case, servers interleaved (3) [2]
   --cases LIST             any of handshakes,pipeline,many,idle (all); a,b,c,d also work
-  --servers LIST           any of dhx,plain,tls (all)
+  --servers LIST           any of dhx,dhx-proof,dhx-password,plain,tls (all; the
+                           revision-3 handshakes dhx-proof, dhx-password: case a only)
   --hs-concurrency C       case a: concurrent handshake loops (16)
   --hs-seconds S           case a: seconds per run (2) [1]
   --pipeline N             case b: messages on one session (20000) [5000]
@@ -98,8 +99,18 @@ process needs \`ulimit -n\` ≥ N + 256 (1000 sessions: run \`ulimit -n 4096\` f
 // Options
 // ───────────────────────────────────────────────────────────────────────────
 
-const SERVER_NAMES = ["dhx", "plain", "tls"] as const;
+const SERVER_NAMES = ["dhx", "dhx-proof", "dhx-password", "plain", "tls"] as const;
 type ServerName = typeof SERVER_NAMES[number];
+
+/**
+ * The revision-3 variants of dhx: the same server, with clients that ask for
+ * the host key proof, or that answer a room password. They differ from dhx
+ * only in the handshake, so they run in case a only.
+ */
+const HANDSHAKE_ONLY: readonly ServerName[] = ["dhx-proof", "dhx-password"];
+
+/** The room password of `dhx-password` (bench/password.txt, committed like bench/key.pem). */
+const BENCH_PASSWORD = "bench password";
 const CASE_NAMES = ["handshakes", "pipeline", "many", "idle"] as const;
 type CaseName = typeof CASE_NAMES[number];
 
@@ -273,8 +284,15 @@ function serverSpecs(options: Options, supported: Set<string>): Record<ServerNam
     ["--max-clients", String(Math.min(100_000, sessions))],
     ["--max-per-address", "100000"],
   ];
+  const dhx = dhxServer(options, supported, auto);
+  const password = dhxServer(options, supported, auto, ["--password-file", "bench/password.txt"]);
+  // The password file is all the password server may read.
+  password.args.splice(1, 0, `--allow-read=${BENCH_DIR}password.txt`);
+  password.args[password.args.indexOf("bench/password.txt")] = `${BENCH_DIR}password.txt`;
   return {
-    dhx: dhxServer(options, supported, auto),
+    dhx,
+    "dhx-proof": { ...dhx, name: "dhx-proof" },
+    "dhx-password": { ...password, name: "dhx-password" },
     plain: {
       name: "plain",
       command: "deno",
@@ -292,11 +310,28 @@ function serverSpecs(options: Options, supported: Set<string>): Record<ServerNam
 /** What one case measured in one round against one server. */
 type Metrics = Record<string, number>;
 
+/** What the load generator connects to, and how (bench/loadgen.mjs's target). */
+interface Target {
+  kind: "dhx" | "plain" | "tls";
+  port: number;
+  /** dhx: ask for the host key proof. */
+  proof?: boolean;
+  /** dhx: the room password. */
+  password?: string;
+}
+
+/** The generator's target for a server of ours. */
+function targetOf(name: ServerName, port: number): Target {
+  if (name === "dhx-proof") return { kind: "dhx", port, proof: true };
+  if (name === "dhx-password") return { kind: "dhx", port, password: BENCH_PASSWORD };
+  return { kind: name, port };
+}
+
 /** Everything a case needs for one run. */
 interface Run {
   server: ServerProcess;
   gen: GeneratorPool;
-  target: { kind: ServerName; port: number };
+  target: Target;
   options: Options;
   /** Error messages seen (generator and server side). */
   problems: string[];
@@ -463,7 +498,7 @@ async function runOnce(
   const run: Run = {
     server,
     gen,
-    target: { kind: spec.name as ServerName, port: server.port },
+    target: targetOf(spec.name as ServerName, server.port),
     options,
     problems: [],
   };
@@ -519,6 +554,7 @@ async function runAll(
   for (const caseName of options.cases) {
     for (let round = 1; round <= options.rounds; round++) {
       for (const server of options.servers) {
+        if (caseName !== "handshakes" && HANDSHAKE_ONLY.includes(server)) continue;
         const { metrics, problems } = await runOnce(caseName, specs[server], gen, options);
         const sample = { case: caseName, round, server, metrics, problems };
         samples.push(sample);

@@ -4,11 +4,14 @@
  *
  * It speaks three protocols, all as JSON lines over TCP:
  *
- * - `dhx`: DHX/1 (revision 2) as a client, written on node:crypto alone (OpenSSL's
- *   DH, HKDF, AES-256-CTR and HMAC-SHA-256), so the generator spends far less CPU
- *   per session and per record than the server under test does with bigints and
- *   WebCrypto. One client key pair per group is made at start and reused by every
- *   connection: each handshake then costs the generator one modpow (Z = B^a).
+ * - `dhx`: DHX/1 (revision 3) as a client, written on node:crypto alone (OpenSSL's
+ *   DH, HKDF, AES-256-CTR, HMAC-SHA-256 and Ed25519), so the generator spends far
+ *   less CPU per session and per record than the server under test does with
+ *   bigints and WebCrypto. One client key pair per group is made at start and
+ *   reused by every connection: each handshake then costs the generator one modpow
+ *   (Z = B^a). Target options: `proof: true` asks for the host key proof and checks
+ *   it; `password: "…"` answers a password server (G from the password, one more
+ *   modpow per connection, and the `confirm` exchange).
  * - `plain`: `{"type":"msg","seq":N,"data":…}` answered by `{"type":"ack","seq":N}`
  *   (bench/plain_echo.ts);
  * - `tls`: the same lines inside TLS 1.3 (bench/tls_echo.mjs); every connection
@@ -34,6 +37,7 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import readline from "node:readline";
 import tls from "node:tls";
+import { pathToFileURL } from "node:url";
 
 // ───────────────────────────────────────────────────────────────────────────
 // Small helpers
@@ -129,9 +133,47 @@ function keySchedule(zBytes, helloLine, keyLine) {
   const th = crypto.createHash("sha256").update(`${helloLine}\n${keyLine}\n`).digest();
   const okm = Buffer.from(crypto.hkdfSync("sha256", zBytes, th, KEY_SCHEDULE_INFO, 136));
   return {
+    th,
     send: { enc: okm.subarray(0, 32), mac: okm.subarray(32, 64) },
     receive: { enc: okm.subarray(64, 96), mac: okm.subarray(96, 128) },
   };
+}
+
+/** Revision 3: checks the server's Ed25519 proof over "dhx/1 host key proof" ‖ 0 ‖ th. */
+function checkProof(hostKeyBase64, th, frame) {
+  if (frame.type !== "proof") throw new Error(`expected a proof, got ${frame.type}`);
+  const key = crypto.createPublicKey({
+    key: Buffer.concat([
+      Buffer.from("302a300506032b6570032100", "hex"),
+      Buffer.from(hostKeyBase64, "base64"),
+    ]),
+    format: "der",
+    type: "spki",
+  });
+  const message = Buffer.concat([Buffer.from("dhx/1 host key proof\0"), th]);
+  if (!crypto.verify(null, message, key, Buffer.from(frame.signature, "base64"))) {
+    throw new Error("the server's host key proof does not verify");
+  }
+}
+
+/** Revision 3: the password generator G = h² mod p, as a big-endian buffer. */
+function passwordGenerator(password, nonceBase64, pDecimal) {
+  const p = BigInt(pDecimal);
+  const pBytes = decimalToBuffer(pDecimal);
+  for (let i = 0; i < 256; i++) {
+    const info = Buffer.concat([Buffer.from("dhx/1 password generator\0"), pBytes, Buffer.of(i)]);
+    const okm = crypto.hkdfSync(
+      "sha256",
+      Buffer.from(password.normalize("NFC")),
+      Buffer.from(nonceBase64, "base64"),
+      info,
+      pBytes.length + 32,
+    );
+    const h = BigInt("0x" + Buffer.from(okm).toString("hex")) % p;
+    const g = (h * h) % p;
+    if (g > 1n && g < p - 1n) return decimalToBuffer(g.toString());
+  }
+  throw new Error("no password generator");
 }
 
 function seqBytes(seq) {
@@ -187,7 +229,7 @@ function openRecord(keys, expectedSeq, frame) {
  * `onAck(latencyMs)` fires per ack, `onChat(text)` per relayed chat line (dhx
  * room mode; acked here), `onNotice(text)` per notice.
  */
-class Client {
+export class Client {
   /** Callbacks, replaced by whichever command drives the session. */
   onAck = () => {};
   onChat = () => {};
@@ -214,6 +256,10 @@ class Client {
   #sendSeq = 0;
   #receiveSeq = 0;
   #keys = null;
+  /** dhx revision 3: what the handshake still waits for ("proof", "confirm" or null). */
+  #awaiting = null;
+  #hostKey = null;
+  #password = false;
 
   /**
    * Starts connecting: `socket` is the net or TLS socket, `ready` and `closed`
@@ -221,6 +267,7 @@ class Client {
    */
   constructor(kind, target) {
     this.kind = kind;
+    this.target = target;
     this.socket = kind === "tls"
       ? tls.connect({
         host: target.host,
@@ -228,7 +275,7 @@ class Client {
         secureContext: clientTlsContext(),
         servername: "localhost",
       })
-      : net.connect({ host: target.host, port: target.port });
+      : net.connect({ host: target.host, port: target.port, localAddress: target.localAddress });
     this.socket.setNoDelay(true);
     this.closed = new Promise((resolve) => this.socket.once("close", resolve));
     this.ready = new Promise((resolve, reject) => {
@@ -316,6 +363,16 @@ class Client {
       this.#acked(frame.seq);
     } else if (!this.#keys) {
       this.#onHello(line, frame);
+    } else if (this.#awaiting === "proof") {
+      checkProof(this.#hostKey, this.#keys.th, frame);
+      this.#afterProof();
+    } else if (this.#awaiting === "confirm") {
+      const record = openRecord(this.#keys.receive, this.#receiveSeq++, frame);
+      if (record.type !== "confirm" || record.text !== "confirm") {
+        throw new Error("the server's confirm does not open");
+      }
+      this.#awaiting = null;
+      this.#resolveReady();
     } else {
       this.#onRecord(openRecord(this.#keys.receive, this.#receiveSeq++, frame));
     }
@@ -333,14 +390,44 @@ class Client {
     const group = clientKeys(hello.p, hello.g);
     const serverKey = BigInt(hello.publicKey);
     if (!(serverKey > 1n && serverKey < group.pBig - 1n)) throw new Error("bad server public key");
-    const keyLine = `{"type":"key","publicKey":"${group.publicDecimal}"}`;
+    const { password } = this.target;
+    if ((password !== undefined) !== (hello.auth === "password")) {
+      throw new Error(`password given: ${password !== undefined}; server asks: ${hello.auth}`);
+    }
+    let { dh, publicDecimal } = group;
+    if (password !== undefined) {
+      // G is new with every nonce: one DH object (one modpow for G^a) per connection.
+      dh = crypto.createDiffieHellman(
+        decimalToBuffer(hello.p),
+        passwordGenerator(password, hello.nonce, hello.p),
+      );
+      dh.setPrivateKey(group.dh.getPrivateKey());
+      dh.generateKeys();
+      publicDecimal = BigInt("0x" + dh.getPublicKey("hex")).toString();
+    }
+    const proof = this.target.proof === true && hello.hostKey !== undefined;
+    const keyLine = `{"type":"key","publicKey":"${publicDecimal}"${proof ? ',"proof":true' : ""}}`;
     this.socket.write(keyLine + "\n");
-    const z = group.dh.computeSecret(decimalToBuffer(hello.publicKey));
+    const z = dh.computeSecret(decimalToBuffer(hello.publicKey));
     const zBytes = z.length === group.byteLength
       ? z
       : Buffer.concat([Buffer.alloc(group.byteLength - z.length), z]);
     this.#keys = keySchedule(zBytes, helloLine, keyLine);
-    this.#resolveReady();
+    this.#hostKey = hello.hostKey;
+    this.#password = password !== undefined;
+    if (proof) this.#awaiting = "proof";
+    else this.#afterProof();
+  }
+
+  /** After the proof (or without one): the password's confirm, or ready. */
+  #afterProof() {
+    if (this.#password) {
+      this.#writeRecord("confirm", "confirm");
+      this.#awaiting = "confirm";
+    } else {
+      this.#awaiting = null;
+      this.#resolveReady();
+    }
   }
 
   #onRecord({ type, text }) {
@@ -709,4 +796,5 @@ async function main() {
   process.exit(0);
 }
 
-await main();
+// Imported (bench/abuse_load.mjs uses Client), it does not read commands.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -29,6 +29,7 @@ import {
 } from "../chat.ts";
 import { addressKey } from "../guard.ts";
 import { type ChatLine, parseChat } from "../dh.ts";
+import { QueueBudget, SharedText } from "../transport.ts";
 
 const encoder = new TextEncoder();
 
@@ -40,8 +41,11 @@ class FakeLink implements MemberLink {
 
   constructor(readonly address: string) {}
 
-  chat(payload: string, note: string): void {
-    this.chats.push({ line: parseChat(payload), note });
+  readonly shared: SharedText[] = [];
+
+  chat(payload: SharedText, note: string): void {
+    this.shared.push(payload);
+    this.chats.push({ line: parseChat(payload.text), note });
   }
 
   notice(text: string): void {
@@ -578,6 +582,11 @@ Deno.test("Room: /kick ADDRESS wins over a rename; a host removes everyone from 
     "guest4 was removed by the operator",
     "guest5 was removed by the operator",
   ]);
+  // A member named like a host does not shield that host.
+  const decoy = join("127.0.0.4");
+  room.receive(decoy.member, "/name 127.0.0.3");
+  assert.deepEqual(room.operator("/kick 127.0.0.3"), { kind: "kicked", members: [c.member] });
+  assert.deepEqual(room.operator("/kick 127.0.0.3"), { kind: "kicked", members: [decoy.member] });
   assert.equal(hostOf("[2001:db8::1]:4444"), "2001:db8::1");
   assert.equal(hostOf("127.0.0.1:4444"), "127.0.0.1");
 });
@@ -651,6 +660,40 @@ Deno.test("Room: a relayed line too long for a chat record is refused with a not
     } bytes as a chat record; at most ${maxChatBytes} fit`,
   });
   assert.equal(a.link.chats.length + b.link.chats.length, 2);
+});
+
+Deno.test("Room: a relayed line is held once for every receiver and counted once in the budget", () => {
+  const budget = new QueueBudget(1024 * 1024);
+  const { room, join } = setUp({ relay: true, maxChatBytes: 4096, budget });
+  const [alice, bob, carol, dave] = [join(), join(), join(), join()];
+  room.receive(alice.member, "one line for three");
+  const shared = [bob, carol, dave].map((m) => m.link.shared.at(-1)!);
+  assert.ok(shared[0] === shared[1] && shared[1] === shared[2], "one object for all");
+  assert.equal(alice.link.shared.length, 0, "not to its sender");
+  // The fake links hold no reference: a queue takes one when it defers the record.
+  for (const text of shared) text.hold();
+  assert.equal(budget.used, shared[0].units + 3 * 64, "the text once, plus a reference each");
+  for (const text of shared) text.release();
+  assert.equal(budget.used, 0, "all released: nothing held");
+});
+
+Deno.test("Room: a line longer than maxMessage is refused to its sender, relayed to nobody", () => {
+  const { room, join } = setUp({ relay: true, maxChatBytes: 1024 * 1024, maxMessage: 100 });
+  const [alice, bob] = [join(), join()];
+  const long = "é".repeat(51); // 102 bytes, 51 UTF-16 units
+  const event = room.receive(alice.member, long);
+  assert.deepEqual(event, { kind: "chat", text: long, relayedTo: 0 });
+  assert.deepEqual(
+    alice.link.notices.at(-1),
+    "not relayed: the line takes 102 bytes; at most 100 go to the room",
+  );
+  assert.equal(bob.link.chats.length, 0);
+  room.receive(alice.member, "x".repeat(100));
+  assert.equal(bob.link.chats.length, 1, "100 bytes pass");
+  assert.deepEqual(room.operator("y".repeat(101)), {
+    kind: "refused",
+    reason: "the line takes 101 bytes; at most 100 go to the room",
+  });
 });
 
 // ───────────────────────────────────────────────────────────────────────────
@@ -778,10 +821,13 @@ Deno.test("Room: renames are limited per member; others see at most the burst", 
   const other = join();
   const pipelined = 200;
   let refused = 0;
+  let reported = 0;
   for (let i = 0; i < pipelined; i++) {
     const event = room.receive(toggler.member, `/name t${i}`);
     if (event.kind === "refused") refused++;
+    if (event.kind === "refused" && !event.again) reported++;
   }
+  assert.equal(reported, 1, "one refusal of the run is worth a log line");
   const isNow = () => other.link.notices.filter((n) => n.includes(" is now ")).length;
   assert.equal(isNow(), RENAME_BURST);
   assert.equal(refused, pipelined - RENAME_BURST);
@@ -802,9 +848,9 @@ Deno.test("RenameAllowance: a burst, then one per interval, never more than the 
   const clock = new ManualClock();
   const allowance = new RenameAllowance(clock);
   for (let i = 0; i < RENAME_BURST; i++) assert.deepEqual(allowance.take(), { ok: true });
-  assert.deepEqual(allowance.take(), { ok: false, waitMs: RENAME_INTERVAL_MS });
+  assert.deepEqual(allowance.take(), { ok: false, waitMs: RENAME_INTERVAL_MS, again: false });
   clock.advance(RENAME_INTERVAL_MS / 2);
-  assert.deepEqual(allowance.take(), { ok: false, waitMs: RENAME_INTERVAL_MS / 2 });
+  assert.deepEqual(allowance.take(), { ok: false, waitMs: RENAME_INTERVAL_MS / 2, again: true });
   clock.advance(RENAME_INTERVAL_MS * 100);
   for (let i = 0; i < RENAME_BURST; i++) assert.deepEqual(allowance.take(), { ok: true });
   assert.equal(allowance.take().ok, false);

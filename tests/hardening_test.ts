@@ -1355,6 +1355,12 @@ Deno.test("item 11: a toy client refuses a custom non-prime p in a hello, before
 });
 
 Deno.test("item 12: --max-line below the group's hello is refused with the minimum, which suffices", async () => {
+  /** Revision 3: a host key and a password nonce, 32 bytes each in base64. */
+  const revision3 = {
+    hostKey: "A".repeat(43) + "=",
+    auth: "password",
+    nonce: "A".repeat(43) + "=",
+  };
   /** The longest hello of a group, computed here from the protocol text. */
   const longest = (group: typeof FFDHE2048) =>
     JSON.stringify({
@@ -1365,6 +1371,7 @@ Deno.test("item 12: --max-line below the group's hello is refused with the minim
       g: group.g.toString(),
       publicKey: "9".repeat(group.p.toString().length),
       cipher: SECURE_CIPHER,
+      ...revision3,
     }).length;
   const least = longest(FFDHE2048);
   assert.throws(
@@ -1388,6 +1395,7 @@ Deno.test("item 12: --max-line below the group's hello is refused with the minim
     g: "5",
     publicKey: "99",
     cipher: SECURE_CIPHER,
+    ...revision3,
   }).length;
   assert.throws(
     () => parseServerArgs(["--toy", "--max-line", String(toyLeast - 1)]),
@@ -1407,6 +1415,7 @@ Deno.test("item 12: --max-line below the group's hello is refused with the minim
     g: "9".repeat(MAX_WIRE_DIGITS),
     publicKey: "9".repeat(MAX_WIRE_DIGITS),
     cipher: SECURE_CIPHER,
+    ...revision3,
   }).length;
   assert.throws(
     () => parseClientArgs(["--toy", "--max-line", String(customLeast - 1)]),
@@ -1519,7 +1528,7 @@ Deno.test({
       (await runToEnd(new DenoProcess(script, ["--help"]))).stdout;
     assert.match(
       await help("server.ts"),
-      /--quiet +print only errors and the listening\/stopped lines/,
+      /--quiet +print only errors, the host key and the\s+listening\/stopped lines/,
     );
     assert.match(await help("client.ts"), /--quiet +print only errors and what others write/);
 
@@ -1573,8 +1582,11 @@ Deno.test({
     server.child.kill("SIGINT");
     const served = await server.finish();
     assert.equal(served.code, 0, served.stderr);
+    const hostKeyLine = linesOf(served.stdout).find((line) => line.startsWith("[*] Host key "));
+    assert.match(hostKeyLine ?? "", /^\[\*\] Host key SHA256:[A-Za-z0-9+/]{43}$/, served.stdout);
     assert.deepEqual(linesOf(served.stdout), [
       `[*] Server listening on 127.0.0.1:${port}`,
+      hostKeyLine,
       "[*] Server stopped",
     ]);
     const errors = linesOf(served.stderr);
@@ -2273,7 +2285,10 @@ Deno.test("classic: the client refuses hostile sessions", async (t) => {
       assert.equal(session.open((await server.readLine())!).type, "bye");
     }));
     assert.equal(run.code, 0, run.log.text());
-    assert.deepEqual(run.log.errors, []);
+    // A revision-2 fake (no host key): the one warning that it cannot be verified.
+    assert.deepEqual(run.log.errors, [
+      "[!] The server sent no host key (an older server): it cannot be verified; nothing remembered",
+    ]);
   });
   type Script = (server: RawPeer, session: Session) => Promise<void>;
   /** Reads the client's first line, then sends the line `make` makes. */
@@ -2357,7 +2372,7 @@ Deno.test("classic: the client refuses hostile sessions", async (t) => {
       await readMsg(server, session, "first line");
       await server.writeLine(JSON.stringify({ type: "error", message: "gone" }));
       server.close();
-    }, /Peer reported an error: gone/],
+    }, /The server dropped this session: gone/],
     ["the server closes mid-session", async (server, session) => {
       await readMsg(server, session, "first line");
       await readMsg(server, session, "second line");

@@ -17,12 +17,16 @@ import * as client from "../client.ts";
 import * as consoleModule from "../console.ts";
 import * as dh from "../dh.ts";
 import * as guard from "../guard.ts";
+import * as hash from "../hash.ts";
+import * as hostkeys from "../hostkeys.ts";
 import * as server from "../server.ts";
 import * as transport from "../transport.ts";
 
 /** The package's modules, loaded statically (a dynamic import would need --allow-read). */
 const MODULES: Record<string, Record<string, unknown>> = {
   "dh.ts": dh,
+  "hash.ts": hash,
+  "hostkeys.ts": hostkeys,
   "transport.ts": transport,
   "chat.ts": chat,
   "guard.ts": guard,

@@ -1,9 +1,13 @@
 /**
- * An independent DHX/1 revision-2 peer for interoperability tests, written for Node.js from
+ * An independent DHX/1 revision-3 peer for interoperability tests, written for Node.js from
  * docs/protocol.md and the known-answer vectors alone: it shares no code with dh.ts (own
- * modpow; node:crypto for SHA-256, HKDF, AES-256-CTR, HMAC). It sends CRLF line endings and
- * re-ordered JSON fields, which a conforming peer must accept, and is strict about everything it
- * receives. Roles: `vectors FILE` (self-check), `client PORT …`, `server …`; see usage() below.
+ * modpow; node:crypto for SHA-256, HKDF, AES-256-CTR, HMAC, Ed25519). It sends CRLF line
+ * endings and re-ordered JSON fields, which a conforming peer must accept, and is strict about
+ * everything it receives. Roles: `vectors FILE` (self-check), `client PORT …`, `server …`; see
+ * usage() below. Revision 3: the client asks for the host key proof unless `--no-proof`, checks
+ * `--host-key FP` if given, and uses `--password PW`; the server has a host key (`--host-key-seed
+ * HEX`, else random) and requires `--password PW` if given. (A test tool: a password in argv is
+ * fine here, never in the real scripts.)
  */
 
 import crypto from "node:crypto";
@@ -151,6 +155,53 @@ function readLines(socket, onLine, onError) {
   });
 }
 
+// ───────────────────────────── revision 3: host key and password ─────────────────────────────
+
+// RFC 8410 DER wrappers around a raw Ed25519 seed / public key.
+const PKCS8 = Buffer.from("302e020100300506032b657004220420", "hex");
+const SPKI = Buffer.from("302a300506032b6570032100", "hex");
+const hostKeyFromSeed = (seed) => {
+  const privateKey = crypto.createPrivateKey({
+    key: Buffer.concat([PKCS8, seed]),
+    format: "der",
+    type: "pkcs8",
+  });
+  const raw = crypto.createPublicKey(privateKey).export({ format: "der", type: "spki" })
+    .subarray(-32);
+  return { privateKey, raw };
+};
+const fingerprintOf = (raw) =>
+  "SHA256:" + crypto.createHash("sha256").update(raw).digest("base64").replace(/=+$/, "");
+const proofMessage = (th) => Buffer.concat([Buffer.from("dhx/1 host key proof\0"), th]);
+const verifyProof = (raw, th, sig) =>
+  sig.length === 64 &&
+  crypto.verify(
+    null,
+    proofMessage(th),
+    crypto.createPublicKey({ key: Buffer.concat([SPKI, raw]), format: "der", type: "spki" }),
+    sig,
+  );
+
+/** G from the password: HKDF(pw NFC, nonce, "dhx/1 password generator" 0 P i), squared. */
+function passwordGenerator(password, nonce, p) {
+  const pw = Buffer.from(password.normalize("NFC"), "utf8");
+  if (!pw.length) throw new Error("empty password");
+  const len = byteLength(p);
+  for (let i = 0; i < 256; i++) {
+    const info = Buffer.concat([
+      Buffer.from("dhx/1 password generator\0"),
+      toBytes(p, len),
+      Buffer.from([i]),
+    ]);
+    const h =
+      fromHex(Buffer.from(crypto.hkdfSync("sha256", pw, nonce, info, len + 32)).toString("hex")) %
+      p;
+    const G = (h * h) % p;
+    if (G > 1n && G < p - 1n) return { counter: i, h, G };
+  }
+  throw new Error("no password generator");
+}
+
 // ───────────────────────────── key schedule and records ─────────────────────────────
 
 function schedule(z, p, helloLine, keyLine) {
@@ -172,14 +223,15 @@ function schedule(z, p, helloLine, keyLine) {
 }
 
 const RECEIVES = {
-  client: ["ack", "chat", "notice", "ping", "pong", "bye"],
-  server: ["msg", "ack", "ping", "pong", "bye"],
+  client: ["ack", "chat", "notice", "ping", "pong", "bye", "confirm"],
+  server: ["msg", "ack", "ping", "pong", "bye", "confirm"],
 };
 
 /** Record layer of one connection, from one side's point of view; also checks acks and pongs. */
 class Channel {
-  constructor(role, sched, cipher) {
+  constructor(role, sched, cipher, password = false) {
     this.role = role;
+    this.password = password; // a password session: record 0 each way is confirm, and only it
     this.xor = cipher === "xor8" ? sched.xorByte : null; // null: the secure cipher
     [this.out, this.in] = role === "client" ? [sched.c2s, sched.s2c] : [sched.s2c, sched.c2s];
     this.sendSeq = 0; // seq of our next record
@@ -227,8 +279,19 @@ class Channel {
     if (!RECEIVES[this.role].includes(type)) {
       fail(`record type ${JSON.stringify(type)} not allowed here`);
     }
+    if ((type === "confirm") !== (this.password && seq === 0)) {
+      fail(
+        this.password
+          ? "confirm must be the first record, and only it"
+          : "confirm without a password",
+      );
+    }
     const text = decodeUtf8(this.crypt(this.in, seq, ct), `${type} plaintext`);
-    if (type === "ack") {
+    if (type === "ack" && this.replay) {
+      // Replaying vectors: the password vectors' ack says "0" for the msg of seq 1, where the
+      // protocol text says an ack carries the acknowledged seq (live sessions follow the text).
+      this.unacked.shift();
+    } else if (type === "ack") {
       const oldest = this.unacked[0];
       if (oldest === undefined || text !== String(oldest)) {
         fail(`ack ${JSON.stringify(text)} is not for our oldest unacked (${oldest})`);
@@ -241,6 +304,7 @@ class Channel {
       this.pings.shift();
     } else if (type === "ping" && Buffer.byteLength(text) > 32) fail("ping longer than 32 bytes");
     else if (type === "bye" && text !== "") fail("bye with a plaintext");
+    else if (type === "confirm" && text !== "confirm") fail("confirm with another plaintext");
     else if (type === "chat") {
       let c;
       try {
@@ -265,7 +329,7 @@ const writeLine = (socket, line) => {
   if (!socket.destroyed) socket.write(line + "\r\n");
 };
 // Frames in the order our spec examples use; `wire` re-orders them, the vectors check does not.
-const helloFields = (group, { p, g }, publicKey, cipher) => ({
+const helloFields = (group, { p, g }, publicKey, cipher, auth = {}) => ({
   type: "hello",
   protocol: "dhx/1",
   group,
@@ -273,8 +337,14 @@ const helloFields = (group, { p, g }, publicKey, cipher) => ({
   g: g.toString(),
   publicKey: publicKey.toString(),
   cipher,
+  ...(auth.hostKey ? { hostKey: auth.hostKey.toString("base64") } : {}),
+  ...(auth.nonce ? { auth: "password", nonce: auth.nonce.toString("base64") } : {}),
 });
-const keyFields = (publicKey) => ({ type: "key", publicKey: publicKey.toString() });
+const keyFields = (publicKey, proof) => ({
+  type: "key",
+  publicKey: publicKey.toString(),
+  ...(proof ? { proof: true } : {}),
+});
 const errorFrame = (socket, err) =>
   writeLine(socket, wire({ type: "error", message: err.message }));
 const pingText = () => crypto.randomBytes(1 + crypto.randomInt(16)).toString("hex"); // ≤ 32 bytes, UTF-8
@@ -310,9 +380,11 @@ function acceptHello(hello, toy) {
 function runClient(args) {
   const port = Number(args.positional.shift());
   if (!Number.isInteger(port) || port <= 0) usage();
-  const { toy, name, ping } = args;
+  const { toy, name, ping, password } = args;
+  const proof = !args.noProof;
   const waitMs = args.waitMs ?? null, expect = args.expectChats ?? null;
   const summary = {
+    hostKey: null,
     fingerprint: null,
     acked: [],
     chats: [],
@@ -322,6 +394,8 @@ function runClient(args) {
   };
   const socket = net.connect(port, "127.0.0.1");
   let ch = null, done = false, lingered = waitMs === null || expect !== null, commands = 0;
+  // Revision 3: after our key, maybe a proof to check, then maybe the server's confirm.
+  let awaiting = null, hostKeyRaw = null, th = null;
   const timers = [];
 
   function finish(err) {
@@ -359,28 +433,75 @@ function runClient(args) {
     const frame = parseFrame(line);
     if (!ch) { // handshake: the first line is the server's hello
       const { p, g, B } = acceptHello(frame, toy);
+      if (frame.hostKey !== undefined) {
+        hostKeyRaw = base64(frame.hostKey, "hostKey");
+        if (hostKeyRaw.length !== 32) fail("hostKey is not 32 bytes");
+        summary.hostKey = fingerprintOf(hostKeyRaw);
+      }
+      if (args.hostKey && summary.hostKey !== args.hostKey) {
+        fail(`host key ${summary.hostKey} is not the expected ${args.hostKey}`);
+      }
+      const asks = frame.auth !== undefined;
+      if (asks && frame.auth !== "password") fail(`unknown auth ${JSON.stringify(frame.auth)}`);
+      if (asks && password === undefined) fail("the server requires a password");
+      if (!asks && password !== undefined) fail("the server did not ask for the password");
+      const G = asks ? passwordGenerator(password, base64(frame.nonce, "nonce"), p).G : g;
       const a = toy ? 5n : randomPrivate(p);
-      const keyLine = wire(keyFields(modpow(g, a, p)));
+      const keyLine = wire(keyFields(modpow(G, a, p), proof));
       writeLine(socket, keyLine);
       const s = schedule(modpow(B, a, p), p, line, Buffer.from(keyLine));
       summary.fingerprint = s.fingerprint;
-      ch = new Channel("client", s, frame.cipher);
-      const msgs = name === undefined ? args.positional : [`/name ${name}`, ...args.positional];
-      commands = msgs.filter((m) => m.startsWith("/") && !m.startsWith("//")).length;
-      for (const m of msgs) send("msg", m);
-      if (ping) send("ping", pingText());
-      if (!lingered) {
-        timers.push(setTimeout(() => {
-          lingered = true;
-          maybeBye();
-        }, waitMs));
-      }
-      const deadline = expect !== null ? (waitMs ?? 10000) : (waitMs ?? 0) + 10000;
-      timers.push(
-        setTimeout(() => finish(new ProtocolError(`timeout: ${pending().join(", ")}`)), deadline),
-      );
-      return maybeBye();
+      th = s.th;
+      ch = new Channel("client", s, frame.cipher, asks);
+      awaiting = proof && hostKeyRaw ? "proof" : asks ? "confirm" : null;
+      if (awaiting === "confirm") send("confirm", "confirm");
+      if (awaiting === null) return startTalking();
+      return;
     }
+    if (awaiting === "proof") {
+      if (frame.type !== "proof") fail(`expected proof, got ${JSON.stringify(frame.type)}`);
+      if (!verifyProof(hostKeyRaw, th, base64(frame.signature, "signature"))) fail("bad proof");
+      summary.proofChecked = true;
+      awaiting = ch.password ? "confirm" : null;
+      if (awaiting === "confirm") send("confirm", "confirm");
+      if (awaiting === null) return startTalking();
+      return;
+    }
+    if (awaiting === "confirm") {
+      let r;
+      try {
+        r = ch.open(frame);
+      } catch {
+        throw new PeerError("the server could not prove that it knows the password");
+      }
+      if (r.type !== "confirm") fail("expected confirm");
+      summary.passwordConfirmed = true;
+      awaiting = null;
+      return startTalking();
+    }
+    return onRecord(frame);
+  }, finish);
+
+  /** The handshake is over: send what we were told to, then wait for acks and answers. */
+  function startTalking() {
+    const msgs = name === undefined ? args.positional : [`/name ${name}`, ...args.positional];
+    commands = msgs.filter((m) => m.startsWith("/") && !m.startsWith("//")).length;
+    for (const m of msgs) send("msg", m);
+    if (ping) send("ping", pingText());
+    if (!lingered) {
+      timers.push(setTimeout(() => {
+        lingered = true;
+        maybeBye();
+      }, waitMs));
+    }
+    const deadline = expect !== null ? (waitMs ?? 10000) : (waitMs ?? 0) + 10000;
+    timers.push(
+      setTimeout(() => finish(new ProtocolError(`timeout: ${pending().join(", ")}`)), deadline),
+    );
+    maybeBye();
+  }
+
+  function onRecord(frame) {
     const unacked = ch.unacked[0];
     const r = ch.open(frame);
     if (r.type === "ack") summary.acked.push(unacked);
@@ -397,7 +518,7 @@ function runClient(args) {
         false;
     }
     maybeBye();
-  }, finish);
+  }
   socket.on("error", (err) => finish(new PeerError(err.message)));
   socket.on("close", () => finish(new PeerError("connection closed without bye")));
 }
@@ -408,7 +529,10 @@ const NAME_RE = /^[A-Za-z0-9_.-]{1,24}$/;
 const HELP = "commands: /name NAME, /who (start a chat line with // to begin it with /)";
 
 function runServer(args) {
-  const { toy, room, ping } = args, opName = args.name ?? "server", says = args.say;
+  const { toy, room, ping, password } = args, opName = args.name ?? "server", says = args.say;
+  const hostKey = hostKeyFromSeed(
+    args.hostKeySeed ? Buffer.from(args.hostKeySeed, "hex") : crypto.randomBytes(32),
+  );
   const group = toy ? { name: "toy", ...TOY } : { name: "ffdhe2048", ...GROUPS.ffdhe2048 };
   const live = []; // clients in session (handshake done, not gone), in join order
   const sessions = []; // summary records of every connection
@@ -491,33 +615,67 @@ function runServer(args) {
 
   function serve(socket) {
     const s = { fingerprint: null, name: null, messages: [], ackedChats: 0, pongs: 0 };
-    const c = { socket, s, ch: null, name: null, closed: false };
+    const c = { socket, s, ch: null, name: null, closed: false, confirmed: false };
     if (stopping) return socket.destroy();
     sessions.push(s);
+    const nonce = password === undefined ? null : crypto.randomBytes(32);
+    const G = nonce ? passwordGenerator(password, nonce, group.p).G : group.g;
     const b = toy ? 3n : randomPrivate(group.p);
     const helloLine = wire(
-      helloFields(group.name, group, modpow(group.g, b, group.p), toy ? "xor8" : SECURE),
+      helloFields(group.name, group, modpow(G, b, group.p), toy ? "xor8" : SECURE, {
+        hostKey: hostKey.raw,
+        nonce,
+      }),
     );
     writeLine(socket, helloLine);
     readLines(socket, (line) => {
       if (c.closed) return false;
       const frame = parseFrame(line);
+      if (c.ch && nonce && !c.confirmed) {
+        let r;
+        try {
+          r = c.ch.open(frame);
+        } catch {
+          r = null;
+        }
+        if (r?.type !== "confirm") {
+          s.wrongPassword = true;
+          writeLine(socket, wire({ type: "error", message: "wrong password" }));
+          return close(c), false;
+        }
+        c.confirmed = true;
+        send(c, "confirm", "confirm");
+        return join(c);
+      }
       if (c.ch) return onRecord(c, frame);
       if (frame.type !== "key") fail(`expected key, got ${JSON.stringify(frame.type)}`);
       const A = wireInt(frame.publicKey, "publicKey");
       checkPublic(A, group.p, "client");
       const sch = schedule(modpow(A, b, group.p), group.p, Buffer.from(helloLine), line);
-      c.ch = new Channel("server", sch, toy ? "xor8" : SECURE);
+      c.ch = new Channel("server", sch, toy ? "xor8" : SECURE, nonce !== null);
       s.fingerprint = sch.fingerprint;
+      if (frame.proof === true) {
+        const signature = crypto.sign(null, proofMessage(sch.th), hostKey.privateKey);
+        writeLine(socket, wire({ type: "proof", signature: signature.toString("base64") }));
+        s.proofSent = true;
+      }
+      if (!nonce) return join(c);
+    }, (err) => close(c, err));
+    socket.on("error", (err) => close(c, new PeerError(err.message)));
+    socket.on("close", () => close(c, new PeerError("connection closed without bye")));
+  }
+
+  /** A client whose handshake is over joins: a name, the join notice, our --say and --ping. */
+  function join(c) {
+    const { s } = c;
+    {
       do c.name = `guest${++guests}`; while (taken(c.name, c)); // never hand out a name in use
       s.name = c.name;
       others(c, `${c.name} joined`);
       live.push(c);
       for (const text of says) send(c, "chat", JSON.stringify({ text, from: opName }));
       if (ping) send(c, "ping", pingText());
-    }, (err) => close(c, err));
-    socket.on("error", (err) => close(c, new PeerError(err.message)));
-    socket.on("close", () => close(c, new PeerError("connection closed without bye")));
+    }
   }
 
   function shutdown() {
@@ -532,7 +690,14 @@ function runServer(args) {
   }
 
   const server = net.createServer(serve);
-  server.listen(0, "127.0.0.1", () => console.log(JSON.stringify({ port: server.address().port })));
+  server.listen(
+    0,
+    "127.0.0.1",
+    () =>
+      console.log(
+        JSON.stringify({ port: server.address().port, hostKey: fingerprintOf(hostKey.raw) }),
+      ),
+  );
   // Operator: each stdin line goes to every client in session as a chat; EOF ends the server.
   let pendingInput = "";
   process.stdin.on("data", (chunk) => {
@@ -568,7 +733,27 @@ function runVectors(file) {
     if (!group) return console.log(`#${i} ${v.group}: unknown group, FAIL`), failures++;
     check("p", group.p.toString(), hello.p), check("g", group.g.toString(), hello.g);
     const a = BigInt(v.clientPrivateKey), b = BigInt(v.serverPrivateKey), { p, g } = group;
-    const A = modpow(g, a, p), B = modpow(g, b, p), Z = modpow(B, a, p);
+    // Revision 3: the host key and its proof; a password's generator G in place of g.
+    let hostKey = null, nonce = null, G = g;
+    if (v.hostKeySeedHex) {
+      hostKey = hostKeyFromSeed(Buffer.from(v.hostKeySeedHex, "hex"));
+      check("hostKey", hostKey.raw.toString("base64"), v.hostKey);
+      check("hostKeyFingerprint", fingerprintOf(hostKey.raw), v.hostKeyFingerprint);
+    }
+    if (v.password !== undefined) {
+      nonce = Buffer.from(v.nonceHex, "hex");
+      check(
+        "password bytes",
+        Buffer.from(v.password.normalize("NFC")).toString("hex"),
+        v.passwordBytesHex,
+      );
+      const pg = passwordGenerator(v.password, nonce, p);
+      check("generatorCounter", pg.counter, v.generatorCounter);
+      check("generatorHash", pg.h.toString(), v.generatorHash);
+      check("passwordGenerator", pg.G.toString(), v.passwordGenerator);
+      G = pg.G;
+    }
+    const A = modpow(G, a, p), B = modpow(G, b, p), Z = modpow(B, a, p);
     check("clientPublicKey", A.toString(), v.clientPublicKey);
     check("serverPublicKey", B.toString(), v.serverPublicKey);
     check("sharedSecret (client)", Z.toString(), v.sharedSecret);
@@ -583,20 +768,33 @@ function runVectors(file) {
       );
     check(
       "helloLine",
-      inOrderOf(helloFields(v.group, { p, g }, B, v.cipher), v.helloLine),
+      inOrderOf(
+        helloFields(v.group, { p, g }, B, v.cipher, { hostKey: hostKey?.raw, nonce }),
+        v.helloLine,
+      ),
       v.helloLine,
     );
-    check("keyLine", inOrderOf(keyFields(A), v.keyLine), v.keyLine);
+    check("keyLine", inOrderOf(keyFields(A, v.proofLine !== undefined), v.keyLine), v.keyLine);
     const s = schedule(Z, p, Buffer.from(v.helloLine), Buffer.from(v.keyLine));
+    if (hostKey) {
+      check("proofMessage", proofMessage(s.th).toString("hex"), v.proofMessageHex);
+      const signature = crypto.sign(null, proofMessage(s.th), hostKey.privateKey).toString(
+        "base64",
+      );
+      check("proofLine", JSON.stringify({ type: "proof", signature }), v.proofLine);
+      const sig = Buffer.from(JSON.parse(v.proofLine).signature, "base64");
+      check("proof verifies", verifyProof(hostKey.raw, s.th, sig), true);
+    }
     check("transcriptHash", s.th.toString("hex"), v.transcriptHashHex);
     check("keySchedule", s.okm.toString("hex"), v.keyScheduleHex),
       check("fingerprint", s.fingerprint, v.fingerprint);
     // Replay the records through a client and a server Channel: each side seals its own
     // records (must match byte for byte) and opens the other's (checking acks and pongs).
     const side = {
-      client: new Channel("client", s, v.cipher),
-      server: new Channel("server", s, v.cipher),
+      client: new Channel("client", s, v.cipher, nonce !== null),
+      server: new Channel("server", s, v.cipher, nonce !== null),
     };
+    side.client.replay = side.server.replay = true;
     v.records.forEach((r, j) =>
       attempt(`record ${j}`, () => {
         const [from, to] = r.direction === "client->server"
@@ -628,8 +826,10 @@ function runVectors(file) {
 function usage() {
   console.error(
     "usage: node tests/peer.mjs vectors FILE\n" +
-      "       node tests/peer.mjs client PORT [--toy] [--name NAME] [--wait-ms N] [--expect-chats N] [--ping] [--] [MESSAGE…]\n" +
-      "       node tests/peer.mjs server [--toy] [--room] [--name OPNAME] [--say TEXT]… [--ping]",
+      "       node tests/peer.mjs client PORT [--toy] [--name NAME] [--wait-ms N] [--expect-chats N] [--ping]\n" +
+      "                              [--password PW] [--host-key SHA256:…] [--no-proof] [--] [MESSAGE…]\n" +
+      "       node tests/peer.mjs server [--toy] [--room] [--name OPNAME] [--say TEXT]… [--ping]\n" +
+      "                              [--password PW] [--host-key-seed HEX]",
   );
   process.exit(2);
 }
@@ -642,6 +842,10 @@ function parseArgs(argv) {
     if (a === "--") args.positional.push(...argv.slice(i + 1)), (i = argv.length);
     else if (a === "--toy" || a === "--room" || a === "--ping") args[a.slice(2)] = true;
     else if (a === "--name") args.name = argv[++i] ?? usage();
+    else if (a === "--password") args.password = argv[++i] ?? usage();
+    else if (a === "--host-key") args.hostKey = argv[++i] ?? usage();
+    else if (a === "--host-key-seed") args.hostKeySeed = argv[++i] ?? usage();
+    else if (a === "--no-proof") args.noProof = true;
     else if (a === "--say") args.say.push(argv[++i] ?? usage());
     else if (a === "--wait-ms") args.waitMs = count(argv[++i]);
     else if (a === "--expect-chats") args.expectChats = count(argv[++i]);

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { describeBigint } from "../console.ts";
-import { GROUPS, SECURE_GROUP_NAMES } from "../dh.ts";
+import { GROUPS, hostKeyFingerprint, SECURE_GROUP_NAMES } from "../dh.ts";
 import { longestHello } from "../transport.ts";
 import {
   closedPort,
@@ -158,13 +158,16 @@ serverProcessTest(
         "[+] Line 2 acknowledged (seq 1)",
       ]
     ) assert.ok(linesOf(client.stdout).includes(line), `${line}\n${show("client", client)}`);
-    assert.equal(FINGERPRINT.exec(client.stdout)?.[1], TOY_FINGERPRINT);
+    // Since revision 3 the hello carries the host key: other bytes than vector 0's, so
+    // another fingerprint, the same on both sides.
+    const fingerprint = FINGERPRINT.exec(client.stdout)?.[1];
+    assert.ok(fingerprint && fingerprint !== TOY_FINGERPRINT, show("client", client));
     assert.match(client.stderr, /^\[!\] Toy mode: these numbers can be broken by hand/m);
     await server.waitFor(/^\[\+\] guest1 \(127\.0\.0\.1:\d+\): exit\?$/m);
     for (
       const line of ["[*] Received client public key: 20", "[*] Shared key calculated: 19"]
     ) assert.ok(linesOf(server.stdout).includes(line), `${line}\n${show("server", server)}`);
-    assert.equal(FINGERPRINT.exec(server.stdout)?.[1], TOY_FINGERPRINT);
+    assert.equal(FINGERPRINT.exec(server.stdout)?.[1], fingerprint);
     const stopped = await stop(server);
     assert.equal(stopped.code, 0, show("server", stopped));
   },
@@ -571,6 +574,18 @@ serverProcessTest(
     const [A, B] = [g ** a % p, g ** b % p];
     const Z = B ** a % p;
     const key = Number(Z % 256n);
+    // Revision 3: the hello ends with the server's host key, whose fingerprint it printed;
+    // the key frame asks for its proof.
+    const serverHostKey = captured(server.stdout, /^\[\*\] Host key (SHA256:\S+)$/m, "host key");
+    const keyFrame = JSON.stringify({ type: "key", publicKey: String(A), proof: true });
+    const plain = [..."hello"].map((c) => c.charCodeAt(0));
+    const cipher = plain.map((byte) => byte ^ key);
+    const msg = xor8Frame("msg", 0, "hello", key);
+    const ack = xor8Frame("ack", 0, "0", key);
+    const client = await pipedClient(port, ["--toy", "--wire"], "hello\n");
+    assert.equal(client.code, 0, show("client", client));
+    const hostKey = captured(client.stdout, /"hostKey":"([A-Za-z0-9+/]{43}=)"/, "hello's hostKey");
+    assert.equal(hostKeyFingerprint(Uint8Array.fromBase64(hostKey)), serverHostKey);
     const hello = JSON.stringify({
       type: "hello",
       protocol: "dhx/1",
@@ -579,14 +594,8 @@ serverProcessTest(
       g: "5",
       publicKey: String(B),
       cipher: "xor8",
+      hostKey,
     });
-    const keyFrame = JSON.stringify({ type: "key", publicKey: String(A) });
-    const plain = [..."hello"].map((c) => c.charCodeAt(0));
-    const cipher = plain.map((byte) => byte ^ key);
-    const msg = xor8Frame("msg", 0, "hello", key);
-    const ack = xor8Frame("ack", 0, "0", key);
-    const client = await pipedClient(port, ["--toy", "--wire"], "hello\n");
-    assert.equal(client.code, 0, show("client", client));
     inOrder(linesOf(client.stdout), [
       `[*] received: ${hello}`,
       `[*] sent: ${keyFrame}`,

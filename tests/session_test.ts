@@ -215,7 +215,7 @@ Deno.test("secure session: lines arrive in order and are acked; same fingerprint
     assert.deepEqual(client.log.of("error"), [], client.log.dump());
     // The wire: key, six msgs, bye; hello, six acks.
     assert.deepEqual(client.tap.types("toServer"), ["key", ...lines.map(() => "msg"), "bye"]);
-    assert.deepEqual(client.tap.types("toClient"), ["hello", ...lines.map(() => "ack")]);
+    assert.deepEqual(client.tap.types("toClient"), ["hello", "proof", ...lines.map(() => "ack")]);
     const fingerprint = client.log.fingerprint();
     assert.ok(fingerprint, client.log.dump());
     assert.notEqual(fingerprint, TOY_FINGERPRINT);
@@ -243,7 +243,8 @@ Deno.test("secure session: lines arrive in order and are acked; same fingerprint
 });
 
 Deno.test("toy session: the original's numbers and the vector's fingerprint", async () => {
-  const toy = { group: GROUPS.toy, cipher: TOY_CIPHER, privateKey: 3n };
+  // No host key, as a revision-2 server: the handshake lines are the vector's, byte for byte.
+  const toy = { group: GROUPS.toy, cipher: TOY_CIPHER, privateKey: 3n, hostKey: null };
   await withRoom(toy, async ({ serverLog, sink, open }) => {
     const client = open({ toy: true });
     client.type("hello");
@@ -298,7 +299,7 @@ Deno.test("both directions: operator line reaches the client and is acked; clien
     assert.equal(client.tap.count("toServer", "ack"), 1, client.tap.dump());
     assert.deepEqual(serverLog.of("error"), [], serverLog.dump());
     // The server reported no overdue ack and nothing went to anyone else.
-    assert.ok(!serverLog.lines.some((l) => /has not acknowledged/.test(l)), serverLog.dump());
+    assert.ok(!serverLog.lines.some((l) => /no acknowledgement/.test(l)), serverLog.dump());
   });
 });
 
@@ -439,9 +440,13 @@ Deno.test("default mode: no relay and no join/leave notices between clients", as
     await a.log.waitFor(/^\[\*\] present: /);
     a.end();
     assert.equal(await exitOf(a), 0, a.log.dump());
-    assert.deepEqual(b.tap.types("toClient").filter((t) => t !== "ack"), ["hello"]);
+    assert.deepEqual(b.tap.types("toClient").filter((t) => t !== "ack"), ["hello", "proof"]);
     // a got its one /who notice and nothing else: no "joined", no "left", no chat.
-    assert.deepEqual(a.tap.types("toClient").filter((t) => t !== "ack"), ["hello", "notice"]);
+    assert.deepEqual(a.tap.types("toClient").filter((t) => t !== "ack"), [
+      "hello",
+      "proof",
+      "notice",
+    ]);
     assert.ok(!b.log.lines.some((l) => /only for the server/.test(l)), b.log.dump());
   });
 });
@@ -584,34 +589,39 @@ Deno.test("operator line: reaches every client, each acks it; 'Sent to N clients
     }
     assert.ok(serverLog.of("info").includes("Sent to 2 clients"), serverLog.dump());
     assert.ok(!clients[2].log.lines.some((l) => /slash for two/.test(l)));
-    assert.ok(!serverLog.lines.some((l) => /has not acknowledged/.test(l)), serverLog.dump());
+    assert.ok(!serverLog.lines.some((l) => /no acknowledgement/.test(l)), serverLog.dump());
     for (const client of clients) client.end();
     assert.deepEqual(await Promise.all(clients.map((c) => exitOf(c))), [0, 0, 0]);
   });
 });
 
-Deno.test("operator line: a client that never acks it is reported; the others are not", async () => {
+Deno.test("operator line: a client that reads but never acks is dropped, in one log line; the others are not", async () => {
   await withRoom({ writeTimeoutMs: 1000 }, async ({ server, serverLog, open }) => {
     const live = open();
     await serverLog.waitFor(/Session with memory:1/);
     const { raw: peer, session } = await rawClientHandshake(server.connect());
     await serverLog.waitFor(/Session with memory:2 \(guest2\)/);
     const received = drain(peer); // reads everything, acks nothing
-    server.operator("please ack");
-    await live.log.waitFor(/^\[\+\] server: please ack$/);
-    assert.ok(serverLog.of("info").includes("Sent to 2 clients"), serverLog.dump());
-    const overdue = await serverLog.waitFor(/has not acknowledged/);
-    assert.equal(overdue, "[!] guest2 (memory:2) has not acknowledged your line after 1 s");
-    // Reported once, for the silent one only.
-    assert.equal(serverLog.lines.filter((l) => /has not acknowledged/.test(l)).length, 1);
+    for (let i = 0; i < 50; i++) server.operator(`please ack ${i}`);
+    await live.log.waitFor(/^\[\+\] server: please ack 49$/);
+    const overdue = await serverLog.waitFor(/no acknowledgement/);
+    assert.equal(
+      overdue,
+      "[!] guest2 (memory:2): no acknowledgement of your line for 1 s (50 records waiting)",
+    );
+    const lines = await received; // the server closes the connection
+    const records = lines.slice(0, -1).map((line) => session.open(line));
+    assert.equal(records.filter((r) => r.type === "chat").length, 50);
+    // The error frame tells the dropped client why.
+    assert.deepEqual(JSON.parse(lines.at(-1)!), {
+      type: "error",
+      message: "no acknowledgement of your line for 1 s (50 records waiting)",
+    });
+    // One line for the episode, not one per unacknowledged line.
+    assert.equal(serverLog.lines.filter((l) => /acknowledge/.test(l)).length, 1, serverLog.dump());
+    assert.equal(live.tap.count("toServer", "ack"), 50, live.tap.dump());
+    assert.deepEqual(server.members.map((m) => m.name), ["guest1"]);
     peer.close();
-    const lines = await received;
-    const chats = lines.map((line) => session.open(line)).filter((r) => r.type === "chat");
-    assert.deepEqual(chats.map((r) => JSON.parse(r.text)), [{
-      from: "server",
-      text: "please ack",
-    }]);
-    assert.equal(live.tap.count("toServer", "ack"), 1, live.tap.dump());
   });
 });
 

@@ -111,15 +111,20 @@ Deno.test("item 3: an address whose connections end without a handshake is refus
     } s`,
   ]);
   // Refused at once, with no hello (no DH work), and the reason.
+  const refusing = performance.now();
   for (let i = 0; i < 5; i++) {
     const raw = new RawPeer(server.connect("10.9.9.9"));
     const message = await errorMessage(raw);
-    assert.match(message, /^10\.9\.9\.9 is refused for \d+ s more \(too many connections/);
+    assert.match(message, /^10\.9\.9\.9 is refused for \d+ s more: too many connections/);
     assert.equal(raw.received.length, 1, "nothing but the error frame");
   }
   // A flood of refusals costs the log one line a second, not one line each.
+  const seconds = (performance.now() - refusing) / 1000;
   const refusalLines = log.of("error").filter((l) => /^10\.9\.9\.9 refused: /.test(l));
-  assert.ok(refusalLines.length >= 1 && refusalLines.length <= 2, refusalLines.join("\n"));
+  assert.ok(
+    refusalLines.length >= 1 && refusalLines.length <= 1 + Math.ceil(seconds),
+    `${refusalLines.length} lines in ${seconds.toFixed(1)} s:\n${refusalLines.join("\n")}`,
+  );
   // Another address is served as if nothing happened.
   const good = await rawClientHandshake(server.connect("10.9.9.10"));
   await sendAndExpectAck(good, "served");
@@ -146,7 +151,7 @@ Deno.test("item 8: /ban removes the address's members, refuses it, and prints on
   assert.deepEqual(tryParse(lines.at(-1)), { type: "error", message: REMOVED_MESSAGE });
   assert.equal(await errorMessage(parked), "dropped: its address is banned");
   const refused = await errorMessage(new RawPeer(server.connect("10.7.7.7")));
-  assert.match(refused, /^10\.7\.7\.7 is refused for 300 s more/);
+  assert.equal(refused, "10.7.7.7 is banned by the server's operator (5 min more)");
   await eventually(() => server.members.length === 1, "mallory gone");
   assert.deepEqual(
     log.lines.filter((l) => /guest1/.test(l) && !/^\[\+\] Session with/.test(l)),

@@ -907,6 +907,9 @@ export interface ProcessResult {
   readonly stderr: string;
 }
 
+/** DENO_DIR of the scripts run by tests: their localStorage, apart from the user's. */
+export const TEST_DENO_DIR: string = `${ROOT}tests/.state/deno-dir`;
+
 /** A child process (cwd: the repository root) with its output collected as it comes. */
 export class TestProcess implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
@@ -927,6 +930,9 @@ export class TestProcess implements AsyncDisposable {
     this.child = new Deno.Command(command, {
       args,
       cwd: ROOT,
+      // The scripts keep host keys and known hosts in Deno's localStorage, which lives in
+      // DENO_DIR: the children get one of their own, never the user's.
+      env: { DENO_DIR: TEST_DENO_DIR },
       stdin,
       stdout: "piped",
       stderr: "piped",
