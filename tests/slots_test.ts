@@ -10,7 +10,8 @@
 
 import assert from "node:assert/strict";
 import { REMOVED_MESSAGE } from "../chat.ts";
-import { SERVER_DEFAULTS, type ServerHandle } from "../server.ts";
+import { UsageError } from "../console.ts";
+import { parseServerArgs, SERVER_DEFAULTS, type ServerHandle } from "../server.ts";
 import {
   eventually,
   rawClientHandshake,
@@ -162,4 +163,18 @@ Deno.test("item 8: /ban removes the address's members, refuses it, and prints on
   server.operator("/ban");
   assert.match(log.lines.at(-1)!, /^\[!\] Usage: \/ban ADDRESS \[MINUTES\]/);
   bystander.raw.close();
+});
+
+Deno.test("item 3: --max-handshakes and --penalty on the command line", () => {
+  const { options } = parseServerArgs(["--max-handshakes", "5", "--penalty", "0"]);
+  assert.equal(options.maxHandshakes, 5);
+  assert.equal(options.penaltyMs, 0);
+  assert.equal(parseServerArgs(["--penalty", "90"]).options.penaltyMs, 90_000);
+  for (const args of [["--max-handshakes", "0"], ["--max-handshakes", "x"], ["--penalty", "-1"]]) {
+    assert.throws(() => parseServerArgs(args), UsageError, args.join(" "));
+  }
+  const defaults = parseServerArgs([]).options;
+  assert.equal(defaults.maxHandshakes, undefined, "unset: SERVER_DEFAULTS applies");
+  assert.equal(SERVER_DEFAULTS.maxHandshakes, 64);
+  assert.equal(SERVER_DEFAULTS.maxClients, 1000);
 });
