@@ -51,6 +51,7 @@ import {
   DEFAULT_HOST,
   DEFAULT_MAX_LINE,
   DEFAULT_PORT,
+  formatAddress,
   HostKeyError,
   LineConnection,
   longestHello,
@@ -182,7 +183,7 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     conn = options.connection ?? await connect(host, port, timeoutMs, options.signal);
   } catch (error) {
     const hint = error instanceof Deno.errors.ConnectionRefused ? "; is the server running?" : "";
-    log.error(`Cannot connect to ${host}:${port}: ${describeError(error)}${hint}`);
+    log.error(`Cannot connect to ${formatAddress(host, port)}: ${describeError(error)}${hint}`);
     return EXIT.FAILURE;
   }
   const wire = options.wire ? new WireView(log) : undefined;
@@ -192,7 +193,7 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     lineTimeoutMs: timeoutMs,
     onLine: wire?.line,
   });
-  log.success(`Connected to ${options.connection ? "the server" : `${host}:${port}`}`);
+  log.success(`Connected to ${options.connection ? "the server" : formatAddress(host, port)}`);
 
   let channel: Channel;
   const address = hostPort(host, port);
@@ -595,7 +596,7 @@ terminal "exit", Ctrl-D, or Ctrl-C on an empty line leave too (Ctrl-C twice: at
 once); Ctrl-C on a half-typed line drops it. Piped, "exit" is an ordinary line.
 
 Options:
-  --host HOST          server address (default ${CLIENT_DEFAULTS.host})
+  --host HOST          server address (default ${CLIENT_DEFAULTS.host}; IPv6 as ::1 or [::1])
   --port PORT          server port (default ${CLIENT_DEFAULTS.port})
   --name NAME          the name others see (sent as /name NAME after the handshake)
   --toy                accept the insecure toy/custom groups and the one-byte
@@ -676,7 +677,7 @@ export function parseClientArgs(args: string[]): ClientCommand {
     );
   }
   const options: ClientOptions = {
-    host: flags.string("host"),
+    host: flags.host("host"),
     port: flags.integer("port", 1, 65535),
     toy,
     name,

@@ -652,6 +652,24 @@ export class Flags {
     return typeof value === "string" ? value : undefined;
   }
 
+  /**
+   * A host name or address (`--host`); an IPv6 address may come in brackets,
+   * as in a URL (`[::1]`), or without (`::1`).
+   */
+  host(name: string): string | undefined {
+    const value = this.string(name);
+    if (value === undefined) return undefined;
+    const host = /^\[.*\]$/.test(value) ? value.slice(1, -1) : value;
+    if (host === "" || /[\s/\[\]]/.test(host)) {
+      throw new UsageError(
+        `--${name} must be a host name or an address (127.0.0.1, ::1, 0.0.0.0), got ${
+          JSON.stringify(value)
+        }`,
+      );
+    }
+    return host;
+  }
+
   /** A whole number within [min, max]. */
   integer(name: string, min: number, max: number): number | undefined {
     const value = this.string(name);
@@ -789,6 +807,30 @@ export function describeError(error: unknown): string {
   }
   if (error instanceof Error) return error.message.split("\n")[0];
   return String(error);
+}
+
+/**
+ * Why listening on `host`:`port` failed, with what to do about it: an
+ * address that is not this machine's, a port in use, a port that needs
+ * administrator rights, a name that does not resolve.
+ */
+export function describeListenError(error: unknown, host: string, port: number): string {
+  const message = String((error as Error)?.message);
+  if (error instanceof Deno.errors.AddrNotAvailable || /os error (99|49)\b/.test(message)) {
+    return `${host} is not an address of this machine; use 0.0.0.0 to listen on all (:: for IPv6 too)`;
+  }
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `port ${port} is already in use on ${host} (another server?); choose another with --port, or --port 0 for any free one`;
+  }
+  if (error instanceof Deno.errors.PermissionDenied && port < 1024) {
+    return `port ${port} is below 1024 and needs administrator rights; choose one from 1024 up with --port`;
+  }
+  if (/failed to lookup address|name or service not known|nodename nor servname/i.test(message)) {
+    return `no address found for ${
+      JSON.stringify(host)
+    }; use an address of this machine (127.0.0.1, ::1, or 0.0.0.0 for all)`;
+  }
+  return describeError(error);
 }
 
 /**

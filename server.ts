@@ -21,6 +21,7 @@ import {
   createLogger,
   describeError,
   describeHandshake,
+  describeListenError,
   describeOwnKey,
   EXIT,
   explainPassword,
@@ -64,6 +65,7 @@ import {
   DEFAULT_MAX_LINE,
   DEFAULT_PORT,
   type Duplex,
+  formatAddress,
   LineConnection,
   longestHello,
   maxRecordText,
@@ -160,7 +162,7 @@ export interface ServerOptions {
 
 /** A line as the server received it. */
 export interface ReceivedMessage {
-  /** "host:port" of the client. */
+  /** "host:port" of the client ("[::1]:port" for IPv6). */
   readonly peer: string;
   /** The client's name when it sent the line. */
   readonly name: string;
@@ -464,11 +466,12 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         ? explainProof(session, hostKey?.fingerprint)
         : [];
       for (const step of steps) log.info(`${peer}: ${step}`);
+      const pacer = new SenderPacer(senderRate, budget);
       const channel = new Channel(link, session, {
         keepaliveMs: settings.keepaliveMs,
         ackTimeoutMs: settings.writeTimeoutMs,
         maxUnacked: settings.maxQueuedRecords,
-        pacer: new SenderPacer(senderRate, budget),
+        pacer,
         // A client that reads but stops acking is dropped: one line in the log, not one per record.
         onOverdue: (oldest, pending) =>
           void channel.fail(
@@ -490,6 +493,9 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         if (event.type !== "msg") return;
         const name = member.name;
         const result = room.receive(member, event.text);
+        if (result.kind === "chat" && result.relayedTo > 0) {
+          pacer.chargeRelay(result.relayedTo, event.text.length);
+        }
         options.onMessage?.({ peer, name, seq: event.seq, text: event.text });
         if (log.quiet) return;
         if (result.kind === "chat") log.success(`${name} (${peer}): ${result.text}`);
@@ -667,7 +673,9 @@ A DHX/1 chat server: agrees a key with each client by Diffie-Hellman, shows
 what they write, and sends every line typed here to all of them.
 
 Options:
-  --host HOST               address to listen on (default ${SERVER_DEFAULTS.host})
+  --host HOST               address to listen on (default ${SERVER_DEFAULTS.host}):
+                            0.0.0.0 listens on every IPv4 address, :: on
+                            every address (IPv6 too), ::1 on IPv6 loopback
   --port PORT               port to listen on (default ${SERVER_DEFAULTS.port}; 0 picks a free one)
   --room                    chat room: relay each client's line to the others,
                             and tell them who joins, leaves or changes name
@@ -777,7 +785,7 @@ export function parseServerArgs(args: string[]): ServerCommand {
   const badName = name === undefined ? undefined : checkName(name);
   if (badName) throw new UsageError(`--name: ${badName}`);
   const options: ServerOptions = {
-    host: flags.string("host"),
+    host: flags.host("host"),
     port: flags.integer("port", 0, 65535),
     room: flags.boolean("room"),
     name,
@@ -894,11 +902,16 @@ async function serve(args: string[], output: Output): Promise<number> {
   try {
     server = startServer({ ...options, hostKey, password, logger: log });
   } catch (error) {
-    const where = `${options.host ?? SERVER_DEFAULTS.host}:${options.port ?? SERVER_DEFAULTS.port}`;
-    log.error(`Cannot listen on ${where}: ${describeError(error)}`);
+    const [host, port] = [
+      options.host ?? SERVER_DEFAULTS.host,
+      options.port ?? SERVER_DEFAULTS.port,
+    ];
+    log.error(
+      `Cannot listen on ${formatAddress(host, port)}: ${describeListenError(error, host, port)}`,
+    );
     return EXIT.FAILURE;
   }
-  log.notice(`Server listening on ${server.addr!.hostname}:${server.addr!.port}`);
+  log.notice(`Server listening on ${formatAddress(server.addr!.hostname, server.addr!.port)}`);
   log.notice(`Host key ${hostKey.fingerprint}`);
   if (password !== undefined) log.info("Room password required: clients need --password");
   const group = options.group!;

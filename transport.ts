@@ -70,6 +70,14 @@ export const DEFAULT_HOST = "127.0.0.1";
 /** The original dhx's port. */
 export const DEFAULT_PORT = 4444;
 
+/**
+ * "host:port" as people and URLs write it: an IPv6 address in brackets
+ * (`[::1]:45142`), anything else as it is (`127.0.0.1:45142`).
+ */
+export function formatAddress(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
 /** The three operations the framing needs, whatever the connection. */
 interface ByteChannel {
   read(): Promise<Uint8Array | null>;
@@ -481,7 +489,7 @@ const READ_AFTER_WRITE_FAILURE_MS = 1000;
  * stops reading fails the connection instead of growing our memory.
  */
 export class LineConnection {
-  /** How the peer is named in messages: "host:port". */
+  /** How the peer is named in messages: "host:port" ("[::1]:port" for IPv6). */
   readonly peer: string;
   /** The peer's address without the port (for an in-memory pipe: its name, or "memory"). */
   readonly hostname: string;
@@ -519,7 +527,7 @@ export class LineConnection {
       tcp.setKeepAlive?.(true);
       const addr = conn.remoteAddr as Deno.NetAddr;
       this.hostname = addr.hostname;
-      this.peer = options.peer ?? `${addr.hostname}:${addr.port}`;
+      this.peer = options.peer ?? formatAddress(addr.hostname, addr.port);
       this.#io = socketChannel(conn);
     } else {
       // An in-memory connection has no address: its name stands for one.
@@ -1099,6 +1107,12 @@ export interface PendingAck {
 }
 
 /**
+ * Called when the oldest record waiting is overdue, with it and the count
+ * waiting; returning false puts the report off (asked again a little later).
+ */
+export type OverdueHandler = (oldest: PendingAck, pending: number) => boolean | void;
+
+/**
  * The `msg`/`chat` records sent and not yet acknowledged, oldest first. Acks
  * arrive one per record, in order: anything else is a protocol error. When
  * the oldest record waits longer than `timeoutMs`, `onOverdue` is called
@@ -1113,15 +1127,16 @@ export class AckTracker {
   #waiters: (() => void)[] = [];
   #stopped = false;
   readonly #timeoutMs: number;
-  readonly #onOverdue: ((oldest: PendingAck, pending: number) => void) | undefined;
+  readonly #onOverdue: OverdueHandler | undefined;
 
   /**
    * Creates a tracker.
    *
    * @param timeoutMs after how long an unacknowledged record is overdue (0: never)
-   * @param onOverdue called once per overdue episode, with the oldest record and the count waiting
+   * @param onOverdue called once per overdue episode, with the oldest record
+   *   and the count waiting; if it returns false, it is asked again later
    */
-  constructor(timeoutMs = 0, onOverdue?: (oldest: PendingAck, pending: number) => void) {
+  constructor(timeoutMs = 0, onOverdue?: OverdueHandler) {
     this.#timeoutMs = timeoutMs;
     this.#onOverdue = onOverdue;
   }
@@ -1189,19 +1204,24 @@ export class AckTracker {
     for (const wake of this.#waiters.splice(0)) wake();
   }
 
-  /** Arms the timer for the oldest record, unless its episode was reported. */
-  #arm(): void {
+  /**
+   * Arms the timer for the oldest record (or, when the handler put a report
+   * off, for `delay`), unless its episode was reported.
+   */
+  #arm(delay?: number): void {
     if (this.#timeoutMs <= 0 || !this.#onOverdue || this.#episode || this.#stopped) return;
     const oldest = this.#pending[this.#head];
     if (!oldest) return;
-    const wait = Math.max(0, oldest.sentAt + this.#timeoutMs - performance.now());
+    const wait = delay ?? Math.max(0, oldest.sentAt + this.#timeoutMs - performance.now());
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       const now = this.#pending[this.#head];
       if (now && performance.now() - now.sentAt >= this.#timeoutMs) {
+        if (this.#onOverdue?.(now, this.pending) === false) {
+          return this.#arm(Math.max(100, this.#timeoutMs / 4)); // put off: ask again
+        }
         this.#episode = true;
-        this.#onOverdue?.(now, this.pending);
       } else this.#arm(); // acks came meanwhile: wait for the new oldest
     }, wait);
   }
@@ -1236,8 +1256,11 @@ export interface ChannelOptions {
   readonly peerKnowsPing?: boolean;
   /** After how long an unacknowledged `msg`/`chat` is reported (0: never). */
   readonly ackTimeoutMs?: number;
-  /** Called once per overdue episode (see {@link AckTracker}). */
-  readonly onOverdue?: (oldest: PendingAck, pending: number) => void;
+  /**
+   * Called once per overdue episode (see {@link AckTracker}). Not while the
+   * pacer slows our reading of the peer: its acks may wait behind its lines.
+   */
+  readonly onOverdue?: OverdueHandler;
   /**
    * The ack window: most `msg`/`chat` records unacknowledged at once. Past
    * it, records wait unsealed in the connection's queue until acks come back
@@ -1380,6 +1403,7 @@ export class Channel {
   readonly #pacer: ReadPacer | undefined;
   readonly #acked = new Wakeup(); // an ack came, or the session ended
   #unsent = 0; // msg/chat records dropped unsent
+  #pacedAt = -Infinity; // when the pacer last held our reading
   #peerKnowsPing: boolean;
   #lastHeard = performance.now();
   #pingSentAt: number | undefined;
@@ -1401,7 +1425,14 @@ export class Channel {
   constructor(link: LineConnection, session: Session, options: ChannelOptions = {}) {
     this.link = link;
     this.session = session;
-    this.acks = new AckTracker(options.ackTimeoutMs, options.onOverdue);
+    const onOverdue = options.onOverdue;
+    const ackTimeoutMs = options.ackTimeoutMs ?? 0;
+    this.acks = new AckTracker(
+      ackTimeoutMs,
+      onOverdue &&
+        ((oldest, pending) =>
+          performance.now() - this.#pacedAt < ackTimeoutMs ? false : onOverdue(oldest, pending)),
+    );
     this.#keepaliveMs = options.keepaliveMs ?? 0;
     this.#maxUnacked = options.maxUnacked ?? DEFAULT_MAX_UNACKED;
     this.#pacer = options.pacer;
@@ -1641,7 +1672,7 @@ export class Channel {
       waited = true;
       await new Promise((resolve) => setTimeout(resolve, Math.min(ms, PACE_SLICE_MS)));
     }
-    if (waited) this.#lastHeard = performance.now();
+    if (waited) this.#lastHeard = this.#pacedAt = performance.now();
   }
 
   /** Keepalive: one timer per channel, re-armed lazily from the last time we heard. */
@@ -1871,6 +1902,9 @@ export const SENDER_RATE_DEFAULTS: SenderRate = Object.freeze({
   byteBurst: 1024 * 1024,
 });
 
+/** Recipients of a relayed line that cost its sender as much as one more line read. */
+export const RELAY_COST_DIVISOR = 10;
+
 /** Ms a pacer waits before it looks again at a full {@link QueueBudget}. */
 const BUDGET_RETRY_MS = 50;
 
@@ -1902,6 +1936,17 @@ export class SenderPacer implements ReadPacer {
   charge(bytes: number): void {
     this.lines.take(1);
     this.bytes.take(bytes);
+  }
+
+  /**
+   * Charges what relaying a line of `bytes` to `recipients` costs the server
+   * (a record sealed and an ack opened for each): a tenth of a line and of
+   * its bytes per recipient, so that a room's size slows its senders, not
+   * its server.
+   */
+  chargeRelay(recipients: number, bytes: number): void {
+    this.lines.take(recipients / RELAY_COST_DIVISOR);
+    this.bytes.take((bytes * recipients) / RELAY_COST_DIVISOR);
   }
 
   wait(): number {

@@ -37,6 +37,7 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import readline from "node:readline";
 import tls from "node:tls";
+import { pathToFileURL } from "node:url";
 
 // ───────────────────────────────────────────────────────────────────────────
 // Small helpers
@@ -228,7 +229,7 @@ function openRecord(keys, expectedSeq, frame) {
  * `onAck(latencyMs)` fires per ack, `onChat(text)` per relayed chat line (dhx
  * room mode; acked here), `onNotice(text)` per notice.
  */
-class Client {
+export class Client {
   /** Callbacks, replaced by whichever command drives the session. */
   onAck = () => {};
   onChat = () => {};
@@ -274,7 +275,7 @@ class Client {
         secureContext: clientTlsContext(),
         servername: "localhost",
       })
-      : net.connect({ host: target.host, port: target.port });
+      : net.connect({ host: target.host, port: target.port, localAddress: target.localAddress });
     this.socket.setNoDelay(true);
     this.closed = new Promise((resolve) => this.socket.once("close", resolve));
     this.ready = new Promise((resolve, reject) => {
@@ -791,4 +792,5 @@ async function main() {
   process.exit(0);
 }
 
-await main();
+// Imported (bench/abuse_load.mjs uses Client), it does not read commands.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

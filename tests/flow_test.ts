@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { GROUPS, SECURE_CIPHER, type Session } from "../dh.ts";
 import {
+  AckTracker,
   Channel,
   type ChannelEnd,
   clientHandshake,
@@ -374,4 +375,23 @@ Deno.test({
     assert.deepEqual(JSON.parse(line!), { type: "error", message: "too far behind" });
     client.close();
   },
+});
+
+Deno.test("AckTracker: a handler that puts a report off is asked again, then reports once", async () => {
+  let asked = 0;
+  let reported = 0;
+  let putOff = true;
+  const acks = new AckTracker(50, () => {
+    asked++;
+    if (putOff) return false;
+    reported++;
+  });
+  acks.track(0);
+  await eventually(() => asked >= 2, "asked again after putting off");
+  assert.equal(reported, 0);
+  putOff = false;
+  await eventually(() => reported === 1, "reported once allowed");
+  await sleep(300);
+  assert.equal(reported, 1, "once per episode");
+  acks.stop();
 });

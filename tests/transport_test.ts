@@ -1367,7 +1367,7 @@ Deno.test("AckTracker: an overdue episode is reported once, after timeoutMs", as
 
 Deno.test("AckTracker: records acked in time start no episode", async () => {
   const reports: number[] = [];
-  const acks = new AckTracker(150, (oldest) => reports.push(oldest.seq));
+  const acks = new AckTracker(150, (oldest) => void reports.push(oldest.seq));
   acks.track(0);
   await sleep(20);
   acks.track(1);
@@ -1380,14 +1380,14 @@ Deno.test("AckTracker: records acked in time start no episode", async () => {
 
 Deno.test("AckTracker: stop() ends the timer and releases waiters", async () => {
   let reports = 0;
-  const acks = new AckTracker(30, () => reports++);
+  const acks = new AckTracker(30, () => void reports++);
   acks.track(0);
   const waiting = acks.drained();
   acks.stop();
   await within(waiting, 1000, "a waiter released by stop()");
   await sleep(100);
   assert.equal(reports, 0, "no report after stop()");
-  const silent = new AckTracker(0, () => reports++);
+  const silent = new AckTracker(0, () => void reports++);
   silent.track(0);
   await sleep(40);
   assert.equal(reports, 0, "timeoutMs 0: never overdue");
