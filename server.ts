@@ -46,6 +46,7 @@ import {
   type CipherName,
   customGroup,
   DEFAULT_GROUP,
+  derivePasswordGenerator,
   type DhGroup,
   GROUPS,
   HostKey,
@@ -864,6 +865,20 @@ function maxLineFor(flags: Flags, group: DhGroup): number | undefined {
   return maxLine;
 }
 
+/**
+ * A room password needs a group with a usable password generator: every RFC
+ * group and every safe prime has one, a tiny custom `--prime` may not.
+ *
+ * @throws {UsageError} otherwise
+ */
+function checkPasswordGroup(group: DhGroup): void {
+  try {
+    derivePasswordGenerator(group, "any password", new Uint8Array(32));
+  } catch (error) {
+    throw new UsageError(`--password: ${(error as Error).message}; choose another --prime`);
+  }
+}
+
 /** The command-line entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const output = new Output();
@@ -891,6 +906,7 @@ async function serve(args: string[], output: Output): Promise<number> {
     hostKey = loaded.hostKey;
     if (loaded.created) log.info(`Created a new host key in ${store.description}`);
     if (command.password) password = await readPassword(command.password, true);
+    if (password !== undefined) checkPasswordGroup(options.group ?? GROUPS[DEFAULT_GROUP]);
   } catch (error) {
     log.error(
       sentence(describeError(error)) + (error instanceof UsageError ? " (see --help)" : ""),
