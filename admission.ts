@@ -91,15 +91,21 @@ export class Admission<C> {
   /** Unfinished connections, oldest first (a Set keeps insertion order). */
   readonly #handshaking = new Set<C>();
   readonly #perKey = new Map<string, number>();
-  /** Penalties and bans; without `options.penalty`, bans only. */
+  /** Penalties for connections that end without a handshake. */
   readonly #penalties: PenaltyBox;
+  /** The operator's bans (a box of its own, so that a refusal says which it is). */
+  readonly #bans: PenaltyBox;
   readonly #striking: boolean;
 
   /** An empty admission with these limits. */
   constructor(options: AdmissionOptions) {
     this.#options = options;
     this.#striking = options.penalty !== undefined;
-    this.#penalties = new PenaltyBox(options.penalty ?? { strikes: 1, windowMs: 1, penaltyMs: 1 });
+    // Without penalties the box is never struck; bans always work.
+    const clock = options.penalty?.now ? { now: options.penalty.now } : {};
+    const banOnly = { strikes: 1, windowMs: 1, penaltyMs: 1, ...clock };
+    this.#penalties = new PenaltyBox(options.penalty ?? banOnly);
+    this.#bans = new PenaltyBox(banOnly);
   }
 
   /** Connections held: sessions and handshakes. */
@@ -174,21 +180,28 @@ export class Admission<C> {
    */
   ban(hostname: string, ms: number): { key: string; drop: readonly C[] } {
     const key = addressKey(hostname);
-    this.#penalties.ban(key, ms);
+    this.#bans.ban(key, ms);
     return { key, drop: this.#dropUnfinished(key) };
   }
 
   /** `{ penalizedKey: key }` if `key` is in the penalty box. */
   #penaltyOf(key: string): { penalizedKey?: string } {
-    return this.#penalties.remaining(key) > 0 ? { penalizedKey: key } : {};
+    return this.#penalties.remaining(key) > 0 || this.#bans.remaining(key) > 0
+      ? { penalizedKey: key }
+      : {};
   }
 
   /** Why connections from `key` are refused now, if they are. */
   #refusal(key: string): string | undefined {
+    const ban = this.#bans.remaining(key);
+    if (ban > 0) {
+      const left = ban > 60_000 ? `${Math.ceil(ban / 60_000)} min` : `${Math.ceil(ban / 1000)} s`;
+      return `${key} is banned by the server's operator (${left} more)`;
+    }
     const penalty = this.#penalties.remaining(key);
     if (penalty > 0) {
-      return `${key} is refused for ${Math.ceil(penalty / 1000)} s more ` +
-        "(too many connections from it ended without a handshake, or the operator banned it)";
+      return `${key} is refused for ${Math.ceil(penalty / 1000)} s more: ` +
+        "too many connections from it ended without a handshake";
     }
     const max = this.#options.maxPerAddress;
     if ((this.#perKey.get(key) ?? 0) >= max) {

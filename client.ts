@@ -22,6 +22,8 @@ import {
   describeError,
   describeHandshake,
   EXIT,
+  explainPassword,
+  explainProof,
   explainSession,
   type InputLine,
   inputLines,
@@ -49,6 +51,7 @@ import {
   DEFAULT_HOST,
   DEFAULT_MAX_LINE,
   DEFAULT_PORT,
+  formatAddress,
   HostKeyError,
   LineConnection,
   longestHello,
@@ -180,7 +183,7 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     conn = options.connection ?? await connect(host, port, timeoutMs, options.signal);
   } catch (error) {
     const hint = error instanceof Deno.errors.ConnectionRefused ? "; is the server running?" : "";
-    log.error(`Cannot connect to ${host}:${port}: ${describeError(error)}${hint}`);
+    log.error(`Cannot connect to ${formatAddress(host, port)}: ${describeError(error)}${hint}`);
     return EXIT.FAILURE;
   }
   const wire = options.wire ? new WireView(log) : undefined;
@@ -190,7 +193,7 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     lineTimeoutMs: timeoutMs,
     onLine: wire?.line,
   });
-  log.success(`Connected to ${options.connection ? "the server" : `${host}:${port}`}`);
+  log.success(`Connected to ${options.connection ? "the server" : formatAddress(host, port)}`);
 
   let channel: Channel;
   const address = hostPort(host, port);
@@ -219,12 +222,18 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
         `Server offers ${group.name} (${group.bits}-bit p, g = ${group.g}), ${hello.cipher}`,
       );
     }
+    // Toy mode: a password's G first (the worked steps use it), the proof after.
+    if (reveal && !options.verbose) { for (const step of explainPassword(session)) log.info(step); }
     if (!log.quiet) { for (const step of describeHandshake(session, reveal)) log.info(step); }
     if (wire) wire.session = session;
     log.success(`Session established; fingerprint ${session.fingerprint}`);
-    if (options.verbose || (reveal && session.passwordGenerator)) {
-      for (const step of explainSession(session, hostKeyFingerprint)) log.info(step);
-    }
+    // The whole lesson with --verbose.
+    const steps = options.verbose
+      ? explainSession(session, hostKeyFingerprint)
+      : reveal
+      ? explainProof(session, hostKeyFingerprint)
+      : [];
+    for (const step of steps) log.info(step);
     switch (hostKeyStatus) {
       case "new":
         log.success(
@@ -247,7 +256,10 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
     }
     if (isTeachingGroup(group) || hello.cipher !== SECURE_CIPHER) {
       log.error("Toy mode: these numbers can be broken by hand; do not send secrets");
-    } else {
+    } else if (
+      !session.passwordGenerator && (hostKeyStatus === "new" || hostKeyStatus === "unverified")
+    ) {
+      // A host key already known, or a password, rules out someone in between.
       log.info("Compare the fingerprint with the server's: equal means no one sits in between");
     }
     channel = new Channel(link, session, {
@@ -584,7 +596,7 @@ terminal "exit", Ctrl-D, or Ctrl-C on an empty line leave too (Ctrl-C twice: at
 once); Ctrl-C on a half-typed line drops it. Piped, "exit" is an ordinary line.
 
 Options:
-  --host HOST          server address (default ${CLIENT_DEFAULTS.host})
+  --host HOST          server address (default ${CLIENT_DEFAULTS.host}; IPv6 as ::1 or [::1])
   --port PORT          server port (default ${CLIENT_DEFAULTS.port})
   --name NAME          the name others see (sent as /name NAME after the handshake)
   --toy                accept the insecure toy/custom groups and the one-byte
@@ -665,7 +677,7 @@ export function parseClientArgs(args: string[]): ClientCommand {
     );
   }
   const options: ClientOptions = {
-    host: flags.string("host"),
+    host: flags.host("host"),
     port: flags.integer("port", 1, 65535),
     toy,
     name,

@@ -652,6 +652,24 @@ export class Flags {
     return typeof value === "string" ? value : undefined;
   }
 
+  /**
+   * A host name or address (`--host`); an IPv6 address may come in brackets,
+   * as in a URL (`[::1]`), or without (`::1`).
+   */
+  host(name: string): string | undefined {
+    const value = this.string(name);
+    if (value === undefined) return undefined;
+    const host = /^\[.*\]$/.test(value) ? value.slice(1, -1) : value;
+    if (host === "" || /[\s/\[\]]/.test(host)) {
+      throw new UsageError(
+        `--${name} must be a host name or an address (127.0.0.1, ::1, 0.0.0.0), got ${
+          JSON.stringify(value)
+        }`,
+      );
+    }
+    return host;
+  }
+
   /** A whole number within [min, max]. */
   integer(name: string, min: number, max: number): number | undefined {
     const value = this.string(name);
@@ -792,6 +810,30 @@ export function describeError(error: unknown): string {
 }
 
 /**
+ * Why listening on `host`:`port` failed, with what to do about it: an
+ * address that is not this machine's, a port in use, a port that needs
+ * administrator rights, a name that does not resolve.
+ */
+export function describeListenError(error: unknown, host: string, port: number): string {
+  const message = String((error as Error)?.message);
+  if (error instanceof Deno.errors.AddrNotAvailable || /os error (99|49)\b/.test(message)) {
+    return `${host} is not an address of this machine; use 0.0.0.0 to listen on all (:: for IPv6 too)`;
+  }
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `port ${port} is already in use on ${host} (another server?); choose another with --port, or --port 0 for any free one`;
+  }
+  if (error instanceof Deno.errors.PermissionDenied && port < 1024) {
+    return `port ${port} is below 1024 and needs administrator rights; choose one from 1024 up with --port`;
+  }
+  if (/failed to lookup address|name or service not known|nodename nor servname/i.test(message)) {
+    return `no address found for ${
+      JSON.stringify(host)
+    }; use an address of this machine (127.0.0.1, ::1, or 0.0.0.0 for all)`;
+  }
+  return describeError(error);
+}
+
+/**
  * A bigint for people: in full when `reveal` (toy mode, `--verbose`),
  * otherwise its size and a short digest, so secrets never reach a log.
  */
@@ -890,30 +932,20 @@ export function explainSession(session: Session, hostKey?: string): string[] {
   const okm = session.keySchedule;
   const part = (name: keyof typeof KEY_SCHEDULE_LAYOUT) =>
     okm.subarray(...KEY_SCHEDULE_LAYOUT[name]).toHex();
-  const password = session.passwordGenerator;
-  const base = password ? "G" : "g";
-  const lines = [`p = ${session.group.p}`, `g = ${session.group.g}`];
-  if (password) {
-    lines.push(
-      `room password: h = HKDF-SHA-256(password, nonce, "dhx/1 password generator" ‖ 0 ‖ p ‖ ${password.counter}) mod p = ${password.hash}`,
-      `G = h² mod p = ${password.generator} (the password's G replaces g: without the password, no one gets the same Z)`,
-    );
-  }
-  lines.push(
+  const [password, proof] = [explainPassword(session), explainProof(session, hostKey)];
+  const base = session.passwordGenerator ? "G" : "g";
+  const lines = [
+    `p = ${session.group.p}`,
+    `g = ${session.group.g}`,
+    ...password,
     `private key ${mine} = ${session.privateKey}`,
     `public key ${mine.toUpperCase()} = ${base}^${mine} mod p = ${session.publicKey}`,
     `peer public key ${theirs} = ${session.peerPublicKey}`,
     `shared secret Z = ${theirs}^${mine} mod p = ${session.sharedSecret}`,
     `transcript hash th = SHA-256(hello LF key LF) = ${session.transcriptHash.toHex()}`,
-  );
-  if (session.proofRequested && hostKey) {
-    lines.push(
-      `host key proof = Ed25519 signature of "dhx/1 host key proof" ‖ 0 ‖ th with host key ${hostKey}: ${
-        session.role === "server" ? "made and sent" : "checked"
-      }`,
-    );
-  }
-  lines.push(`key schedule = HKDF-SHA-256(Z, th, "dhx/1 key schedule", 136 bytes):`);
+    ...proof,
+    `key schedule = HKDF-SHA-256(Z, th, "dhx/1 key schedule", 136 bytes):`,
+  ];
   if (session.cipher === TOY_CIPHER) {
     lines.push(`  xor8 key byte = Z mod 256 = ${session.sharedSecret % 256n}`);
   } else {
@@ -926,6 +958,35 @@ export function explainSession(session: Session, hostKey?: string): string[] {
   }
   lines.push(`  fingerprint = ${session.fingerprint}`);
   return lines;
+}
+
+/**
+ * Revision 3 for the lesson (`--toy`, `--verbose`): how the room password
+ * became the generator G, h and then G = h² mod p, which replaces g. Empty
+ * without a password. Prints h and G: only where secrets may be shown.
+ */
+export function explainPassword(session: Session): string[] {
+  const password = session.passwordGenerator;
+  if (!password) return [];
+  return [
+    `room password: h = HKDF-SHA-256(password, nonce, "dhx/1 password generator" ‖ 0 ‖ p ‖ ${password.counter}) mod p = ${password.hash}`,
+    `G = h² mod p = ${password.generator}: the password's G replaces g, so without the password no one gets the same Z`,
+  ];
+}
+
+/**
+ * Revision 3 for the lesson: the host key proof, made by the server and
+ * checked by the client (empty if none was asked for).
+ *
+ * @param hostKey the server's host key fingerprint
+ */
+export function explainProof(session: Session, hostKey?: string): string[] {
+  if (!session.proofRequested || !hostKey) return [];
+  return [
+    `host key proof = Ed25519 signature of "dhx/1 host key proof" ‖ 0 ‖ th with host key ${hostKey}: ${
+      session.role === "server" ? "made and sent" : "checked"
+    }`,
+  ];
 }
 
 /** Numbers of at most this many bits are shown in full in the worked steps; longer ones as digests. */
@@ -1045,20 +1106,27 @@ export class WireView {
 /**
  * One side's own key as the lesson shows it: `Private key b = 3` and
  * `B = g^b mod p = 5^3 mod 23 = 125 mod 23 = 10` (size and digest for big
- * numbers).
+ * numbers); with a room password's generator, `B = G^b mod p = …`.
  *
  * @param role whose key: the client's is a, the server's b
+ * @param generator a room password's G, which replaces g (revision 3)
  */
 export function describeOwnKey(
   role: Role,
   group: DhGroup,
   privateKey: bigint,
   reveal: boolean,
+  generator?: bigint,
 ): string[] {
   const [x, X] = role === "client" ? ["a", "A"] : ["b", "B"];
+  const [base, name] = generator === undefined ? [group.g, "g"] : [generator, "G"];
   return [
     describePrivateKey(x, privateKey, group.p, reveal),
-    describeWorkedPower(`${X} = g^${x} mod p`, workedPower(group.g, privateKey, group.p), reveal),
+    describeWorkedPower(
+      `${X} = ${name}^${x} mod p`,
+      workedPower(base, privateKey, group.p),
+      reveal,
+    ),
   ];
 }
 
@@ -1080,7 +1148,11 @@ export function describeHandshake(
   const received = `Received ${peer} public key: ${describeBigint(session.peerPublicKey, reveal)}`;
   const sending = `Sending public key: ${describeBigint(session.publicKey, reveal)}`;
   const shared = `Shared key calculated: ${describeBigint(session.sharedSecret, reveal)}`;
-  const own = reveal && !ownKeyShown ? describeOwnKey(role, group, session.privateKey, true) : [];
+  // A password's G changes with every connection: the own key is worked out again.
+  const generator = session.passwordGenerator?.generator;
+  const own = reveal && (!ownKeyShown || generator !== undefined)
+    ? describeOwnKey(role, group, session.privateKey, true, generator)
+    : [];
   const secret = reveal
     ? [
       describeWorkedPower(

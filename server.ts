@@ -21,8 +21,11 @@ import {
   createLogger,
   describeError,
   describeHandshake,
+  describeListenError,
   describeOwnKey,
   EXIT,
+  explainPassword,
+  explainProof,
   explainSession,
   type Flags,
   inputLines,
@@ -43,6 +46,7 @@ import {
   type CipherName,
   customGroup,
   DEFAULT_GROUP,
+  derivePasswordGenerator,
   type DhGroup,
   GROUPS,
   HostKey,
@@ -62,6 +66,7 @@ import {
   DEFAULT_MAX_LINE,
   DEFAULT_PORT,
   type Duplex,
+  formatAddress,
   LineConnection,
   longestHello,
   maxRecordText,
@@ -158,7 +163,7 @@ export interface ServerOptions {
 
 /** A line as the server received it. */
 export interface ReceivedMessage {
-  /** "host:port" of the client. */
+  /** "host:port" of the client ("[::1]:port" for IPv6). */
   readonly peer: string;
   /** The client's name when it sent the line. */
   readonly name: string;
@@ -446,17 +451,22 @@ export function startServer(options: ServerOptions = {}): ServerHandle {
         return;
       }
       admission.established(connected);
+      // Toy mode: a password's G first (the worked steps use it), the proof after.
+      const toyPassword = reveal && !options.verbose ? explainPassword(session) : [];
+      for (const step of toyPassword) log.info(`${peer}: ${step}`);
       if (!log.quiet) {
         // A fixed key (toy mode) was shown once at start, by main.
         const fixedKey = options.privateKey !== undefined;
         for (const step of describeHandshake(session, reveal, fixedKey)) log.info(step);
       }
       if (wire) wire.session = session;
-      if (options.verbose || (reveal && session.passwordGenerator)) {
-        for (const step of explainSession(session, hostKey?.fingerprint)) {
-          log.info(`${peer}: ${step}`);
-        }
-      }
+      // The whole lesson with --verbose.
+      const steps = options.verbose
+        ? explainSession(session, hostKey?.fingerprint)
+        : reveal
+        ? explainProof(session, hostKey?.fingerprint)
+        : [];
+      for (const step of steps) log.info(`${peer}: ${step}`);
       const pacer = new SenderPacer(senderRate, budget);
       const channel = new Channel(link, session, {
         keepaliveMs: settings.keepaliveMs,
@@ -664,7 +674,9 @@ A DHX/1 chat server: agrees a key with each client by Diffie-Hellman, shows
 what they write, and sends every line typed here to all of them.
 
 Options:
-  --host HOST               address to listen on (default ${SERVER_DEFAULTS.host})
+  --host HOST               address to listen on (default ${SERVER_DEFAULTS.host}):
+                            0.0.0.0 listens on every IPv4 address, :: on
+                            every address (IPv6 too), ::1 on IPv6 loopback
   --port PORT               port to listen on (default ${SERVER_DEFAULTS.port}; 0 picks a free one)
   --room                    chat room: relay each client's line to the others,
                             and tell them who joins, leaves or changes name
@@ -774,7 +786,7 @@ export function parseServerArgs(args: string[]): ServerCommand {
   const badName = name === undefined ? undefined : checkName(name);
   if (badName) throw new UsageError(`--name: ${badName}`);
   const options: ServerOptions = {
-    host: flags.string("host"),
+    host: flags.host("host"),
     port: flags.integer("port", 0, 65535),
     room: flags.boolean("room"),
     name,
@@ -853,6 +865,20 @@ function maxLineFor(flags: Flags, group: DhGroup): number | undefined {
   return maxLine;
 }
 
+/**
+ * A room password needs a group with a usable password generator: every RFC
+ * group and every safe prime has one, a tiny custom `--prime` may not.
+ *
+ * @throws {UsageError} otherwise
+ */
+function checkPasswordGroup(group: DhGroup): void {
+  try {
+    derivePasswordGenerator(group, "any password", new Uint8Array(32));
+  } catch (error) {
+    throw new UsageError(`--password: ${(error as Error).message}; choose another --prime`);
+  }
+}
+
 /** The command-line entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const output = new Output();
@@ -880,6 +906,7 @@ async function serve(args: string[], output: Output): Promise<number> {
     hostKey = loaded.hostKey;
     if (loaded.created) log.info(`Created a new host key in ${store.description}`);
     if (command.password) password = await readPassword(command.password, true);
+    if (password !== undefined) checkPasswordGroup(options.group ?? GROUPS[DEFAULT_GROUP]);
   } catch (error) {
     log.error(
       sentence(describeError(error)) + (error instanceof UsageError ? " (see --help)" : ""),
@@ -891,19 +918,25 @@ async function serve(args: string[], output: Output): Promise<number> {
   try {
     server = startServer({ ...options, hostKey, password, logger: log });
   } catch (error) {
-    const where = `${options.host ?? SERVER_DEFAULTS.host}:${options.port ?? SERVER_DEFAULTS.port}`;
-    log.error(`Cannot listen on ${where}: ${describeError(error)}`);
+    const [host, port] = [
+      options.host ?? SERVER_DEFAULTS.host,
+      options.port ?? SERVER_DEFAULTS.port,
+    ];
+    log.error(
+      `Cannot listen on ${formatAddress(host, port)}: ${describeListenError(error, host, port)}`,
+    );
     return EXIT.FAILURE;
   }
-  log.notice(`Server listening on ${server.addr!.hostname}:${server.addr!.port}`);
+  log.notice(`Server listening on ${formatAddress(server.addr!.hostname, server.addr!.port)}`);
   log.notice(`Host key ${hostKey.fingerprint}`);
   if (password !== undefined) log.info("Room password required: clients need --password");
   const group = options.group!;
   if (isTeachingGroup(group)) {
     const safe = isSafePrime(group.p) ? "a safe prime" : "a prime, but not a safe prime";
     log.info(`Shared parameters: p = ${group.p} (${safe}), g = ${group.g} (insecure toy mode)`);
-    // The toy key is fixed: its worked steps once, here, rather than per client.
-    if (options.privateKey !== undefined) {
+    // The toy key is fixed: its worked steps once, here, rather than per client
+    // (with a password, B = G^b changes with every client's G: shown per client).
+    if (options.privateKey !== undefined && password === undefined) {
       for (const step of describeOwnKey("server", group, options.privateKey, true)) log.info(step);
     }
   } else {

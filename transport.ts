@@ -70,6 +70,14 @@ export const DEFAULT_HOST = "127.0.0.1";
 /** The original dhx's port. */
 export const DEFAULT_PORT = 4444;
 
+/**
+ * "host:port" as people and URLs write it: an IPv6 address in brackets
+ * (`[::1]:45142`), anything else as it is (`127.0.0.1:45142`).
+ */
+export function formatAddress(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
 /** The three operations the framing needs, whatever the connection. */
 interface ByteChannel {
   read(): Promise<Uint8Array | null>;
@@ -481,7 +489,7 @@ const READ_AFTER_WRITE_FAILURE_MS = 1000;
  * stops reading fails the connection instead of growing our memory.
  */
 export class LineConnection {
-  /** How the peer is named in messages: "host:port". */
+  /** How the peer is named in messages: "host:port" ("[::1]:port" for IPv6). */
   readonly peer: string;
   /** The peer's address without the port (for an in-memory pipe: its name, or "memory"). */
   readonly hostname: string;
@@ -519,7 +527,7 @@ export class LineConnection {
       tcp.setKeepAlive?.(true);
       const addr = conn.remoteAddr as Deno.NetAddr;
       this.hostname = addr.hostname;
-      this.peer = options.peer ?? `${addr.hostname}:${addr.port}`;
+      this.peer = options.peer ?? formatAddress(addr.hostname, addr.port);
       this.#io = socketChannel(conn);
     } else {
       // An in-memory connection has no address: its name stands for one.

@@ -401,21 +401,17 @@ export class Client {
     if ((password !== undefined) !== (hello.auth === "password")) {
       throw new Error(`password given: ${password !== undefined}; server asks: ${hello.auth}`);
     }
-    let { dh, publicDecimal } = group;
+    let { publicDecimal } = group;
     if (password !== undefined) {
-      // G is new with every nonce: one DH object (one modpow for G^a) per connection.
-      dh = crypto.createDiffieHellman(
-        decimalToBuffer(hello.p),
-        passwordGenerator(password, hello.nonce, hello.p),
-      );
-      dh.setPrivateKey(group.dh.getPrivateKey());
-      dh.generateKeys();
-      publicDecimal = BigInt("0x" + dh.getPublicKey("hex")).toString();
+      // G is new with every nonce: A = G^a is one more modpow, done by OpenSSL as
+      // "the secret with peer key G" (a new DH object per connection would check p).
+      const generator = passwordGenerator(password, hello.nonce, hello.p);
+      publicDecimal = BigInt("0x" + group.dh.computeSecret(generator).toString("hex")).toString();
     }
     const proof = this.target.proof === true && hello.hostKey !== undefined;
     const keyLine = `{"type":"key","publicKey":"${publicDecimal}"${proof ? ',"proof":true' : ""}}`;
     this.socket.write(keyLine + "\n");
-    const z = dh.computeSecret(decimalToBuffer(hello.publicKey));
+    const z = group.dh.computeSecret(decimalToBuffer(hello.publicKey));
     const zBytes = z.length === group.byteLength
       ? z
       : Buffer.concat([Buffer.alloc(group.byteLength - z.length), z]);

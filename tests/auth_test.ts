@@ -571,3 +571,46 @@ Deno.test({
 function canWrite(): boolean {
   return Deno.permissions.querySync({ name: "write", path: STATE }).state === "granted";
 }
+
+// ───────────────────────────────────────────────────────────────────────────
+// Teaching output
+// ───────────────────────────────────────────────────────────────────────────
+
+Deno.test("teaching: in toy mode both sides show h, G = h² mod p replacing g, and the proof made and checked", async () => {
+  await using served = testServer({
+    group: GROUPS.toy,
+    cipher: TOY_CIPHER,
+    privateKey: 3n,
+    password: "swordfish",
+  });
+  const log = new CapturingLogger();
+  const client = typedClient({
+    connection: served.server.connect(),
+    toy: true,
+    password: "swordfish",
+  }, log);
+  client.type("hi");
+  client.end();
+  assert.equal(await within(client.run, 10_000, "client"), 0, log.dump());
+  const hostKey = served.server.hostKey!.fingerprint;
+  for (const [who, lines] of [["client", log.lines], ["server", served.serverLog.lines]] as const) {
+    const text = lines.join("\n");
+    const h =
+      /room password: h = HKDF-SHA-256\(password, nonce, "dhx\/1 password generator" ‖ 0 ‖ p ‖ (\d+)\) mod p = (\d+)/
+        .exec(text);
+    assert.ok(h, `${who}: h\n${text}`);
+    const G = (BigInt(h[2]) ** 2n) % 23n;
+    assert.ok(
+      text.includes(`G = h² mod p = ${G}: the password's G replaces g`),
+      `${who}: G\n${text}`,
+    );
+    const [x, X, key] = who === "client" ? ["a", "A", 5n] : ["b", "B", 3n];
+    const power = G ** key;
+    assert.ok(
+      text.includes(`${X} = G^${x} mod p = ${G}^${key} mod 23 = ${power} mod 23 = ${power % 23n}`),
+      `${who}: ${X} from G\n${text}`,
+    );
+    const made = who === "server" ? "made and sent" : "checked";
+    assert.ok(text.includes(`with host key ${hostKey}: ${made}`), `${who}: proof\n${text}`);
+  }
+});

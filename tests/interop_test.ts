@@ -576,3 +576,28 @@ for (const mode of ["secure", "toy"] as const) {
     },
   });
 }
+
+Deno.test({
+  name: "vectors: tests/dhx1-vectors.json equals the protocol's shared copy, byte for byte",
+  ignore,
+  async fn() {
+    // The shared copy lives beside the repository (../shared, or ../../shared from a
+    // worktree); this run may read only the repository, so node reads it.
+    const candidates = [
+      `${ROOT}../shared/dhx1-vectors.json`,
+      `${ROOT}../../shared/dhx1-vectors.json`,
+    ];
+    const script = `const fs = require("fs");
+      const file = ${JSON.stringify(candidates)}.find((path) => fs.existsSync(path));
+      process.stdout.write(file ? fs.readFileSync(file).toString("base64") : "");`;
+    const { code, stdout } = await new Deno.Command("node", { args: ["-e", script] }).output();
+    assert.equal(code, 0);
+    const shared = new TextDecoder().decode(stdout);
+    if (shared === "") {
+      console.log("[*] no shared copy of the vectors beside the repository: nothing to compare");
+      return;
+    }
+    const ours = await Deno.readFile(`${ROOT}tests/dhx1-vectors.json`);
+    assert.equal(ours.toBase64(), shared, "tests/dhx1-vectors.json differs from the shared copy");
+  },
+});

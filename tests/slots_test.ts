@@ -10,7 +10,8 @@
 
 import assert from "node:assert/strict";
 import { REMOVED_MESSAGE } from "../chat.ts";
-import { SERVER_DEFAULTS, type ServerHandle } from "../server.ts";
+import { UsageError } from "../console.ts";
+import { parseServerArgs, SERVER_DEFAULTS, type ServerHandle } from "../server.ts";
 import {
   eventually,
   rawClientHandshake,
@@ -115,7 +116,7 @@ Deno.test("item 3: an address whose connections end without a handshake is refus
   for (let i = 0; i < 5; i++) {
     const raw = new RawPeer(server.connect("10.9.9.9"));
     const message = await errorMessage(raw);
-    assert.match(message, /^10\.9\.9\.9 is refused for \d+ s more \(too many connections/);
+    assert.match(message, /^10\.9\.9\.9 is refused for \d+ s more: too many connections/);
     assert.equal(raw.received.length, 1, "nothing but the error frame");
   }
   // A flood of refusals costs the log one line a second, not one line each.
@@ -151,7 +152,7 @@ Deno.test("item 8: /ban removes the address's members, refuses it, and prints on
   assert.deepEqual(tryParse(lines.at(-1)), { type: "error", message: REMOVED_MESSAGE });
   assert.equal(await errorMessage(parked), "dropped: its address is banned");
   const refused = await errorMessage(new RawPeer(server.connect("10.7.7.7")));
-  assert.match(refused, /^10\.7\.7\.7 is refused for 300 s more/);
+  assert.equal(refused, "10.7.7.7 is banned by the server's operator (5 min more)");
   await eventually(() => server.members.length === 1, "mallory gone");
   assert.deepEqual(
     log.lines.filter((l) => /guest1/.test(l) && !/^\[\+\] Session with/.test(l)),
@@ -162,4 +163,18 @@ Deno.test("item 8: /ban removes the address's members, refuses it, and prints on
   server.operator("/ban");
   assert.match(log.lines.at(-1)!, /^\[!\] Usage: \/ban ADDRESS \[MINUTES\]/);
   bystander.raw.close();
+});
+
+Deno.test("item 3: --max-handshakes and --penalty on the command line", () => {
+  const { options } = parseServerArgs(["--max-handshakes", "5", "--penalty", "0"]);
+  assert.equal(options.maxHandshakes, 5);
+  assert.equal(options.penaltyMs, 0);
+  assert.equal(parseServerArgs(["--penalty", "90"]).options.penaltyMs, 90_000);
+  for (const args of [["--max-handshakes", "0"], ["--max-handshakes", "x"], ["--penalty", "-1"]]) {
+    assert.throws(() => parseServerArgs(args), UsageError, args.join(" "));
+  }
+  const defaults = parseServerArgs([]).options;
+  assert.equal(defaults.maxHandshakes, undefined, "unset: SERVER_DEFAULTS applies");
+  assert.equal(SERVER_DEFAULTS.maxHandshakes, 64);
+  assert.equal(SERVER_DEFAULTS.maxClients, 1000);
 });

@@ -135,7 +135,7 @@ Deno.test({
   ignore,
   async fn() {
     await using server = new UnreadStdout("server.ts", ["--port", "0"], "null");
-    const port = await floodUnread(server);
+    await floodUnread(server);
     // Reading again: the queue drains, and one line counts what was lost.
     const reading = server.readUntil(/never printed/, 60_000);
     const match = /^\[!\] ([\d,]+) log lines dropped: the terminal is too slow$/m;
