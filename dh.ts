@@ -45,7 +45,7 @@ import {
   verify,
 } from "node:crypto";
 import { hkdfSha256, HmacSha256, sha256 } from "./hash.ts";
-import { RFC_PRIMES } from "./primes.ts";
+import { RFC_PRIMES, type RfcGroupName } from "./primes.ts";
 
 export { sha256 };
 
@@ -88,16 +88,7 @@ export function describeJson(value: unknown): string {
 // ───────────────────────────────────────────────────────────────────────────
 
 /** Names of the groups this implementation knows (DHX/1 §Handshake 1). */
-export type GroupName =
-  | "toy"
-  | "modp2048"
-  | "modp3072"
-  | "modp4096"
-  | "ffdhe2048"
-  | "ffdhe3072"
-  | "ffdhe4096"
-  | "ffdhe6144"
-  | "ffdhe8192";
+export type GroupName = "toy" | RfcGroupName;
 
 /** A Diffie-Hellman group: prime modulus `p` and generator `g`. */
 export interface DhGroup {

@@ -162,20 +162,19 @@ const FFDHE8192_P = hexToBigint(`
     0822E506A9F4614E011E2A94838FF88CD68C8BB7C5C6424CFFFFFFFFFFFFFFFF
 `);
 
-/** The prime modulus of every named RFC group of DHX/1, by group name (g = 2 for all). */
-export const RFC_PRIMES: Readonly<
-  Record<
-    | "modp2048"
-    | "modp3072"
-    | "modp4096"
-    | "ffdhe2048"
-    | "ffdhe3072"
-    | "ffdhe4096"
-    | "ffdhe6144"
-    | "ffdhe8192",
-    bigint
-  >
-> = Object.freeze({
+/** Names of the RFC groups of DHX/1 (all with g = 2). */
+export type RfcGroupName =
+  | "modp2048"
+  | "modp3072"
+  | "modp4096"
+  | "ffdhe2048"
+  | "ffdhe3072"
+  | "ffdhe4096"
+  | "ffdhe6144"
+  | "ffdhe8192";
+
+/** The prime modulus of every named RFC group of DHX/1, by group name. */
+export const RFC_PRIMES: Readonly<Record<RfcGroupName, bigint>> = Object.freeze({
   modp2048: MODP2048_P,
   modp3072: MODP3072_P,
   modp4096: MODP4096_P,
