@@ -19,7 +19,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   BENCH_DIR,
   benchmarkMain,
@@ -32,8 +31,10 @@ import {
   markdownTable,
   memory,
   mib,
+  parseCompareArgs,
   percentile,
   reportHeader,
+  type ServerDirs,
   ServerProcess,
   UsageError,
 } from "./harness.ts";
@@ -46,11 +47,12 @@ once per case, floods it from one member for --seconds, and measures a good
 pair's latency, who was dropped, the server's CPU and its peak RSS.
 
 Cases: short (100-byte lines, 5 members reading at 1 MB/s), long (60,000-byte
-lines, the same), deaf (60,000-byte lines, 97 members that never read).
+lines, the same), deaf (60,000-byte lines, 97 members that never read), ping
+(pings instead of lines, 5 members reading at 1 MB/s).
 
 Options (defaults):
   --seconds N        flood time per case (10)
-  --cases LIST       which cases, comma-separated (short,long,deaf)
+  --cases LIST       which cases, comma-separated (short,long,deaf,ping)
   --server-dir DIR   where server.ts is (the repository root)
   --baseline DIR     another checkout to measure first, in the same run
   --json             one JSON document instead of tables
@@ -59,10 +61,14 @@ Options (defaults):
 Everything after -- goes to server.ts (both servers).`;
 
 /** The cases: line size, honest readers at 1 MB/s, members that never read. */
-const CASES: Record<string, { size: number; honest: number; deaf: number; what: string }> = {
+const CASES: Record<
+  string,
+  { size: number; honest: number; deaf: number; ping?: boolean; what: string }
+> = {
   short: { size: 100, honest: 5, deaf: 0, what: "100-byte lines; 5 members read at 1 MB/s" },
   long: { size: 60_000, honest: 5, deaf: 0, what: "60,000-byte lines; 5 members read at 1 MB/s" },
   deaf: { size: 60_000, honest: 0, deaf: 97, what: "60,000-byte lines; 97 members never read" },
+  ping: { size: 0, honest: 5, deaf: 0, ping: true, what: "pings; 5 members read at 1 MB/s" },
 };
 
 interface Options {
@@ -70,52 +76,27 @@ interface Options {
   generators: number;
   seconds: number;
   cases: string[];
-  serverDirs: { name: string; dir: string }[];
+  serverDirs: ServerDirs;
   json: boolean;
   dhxFlags: string[];
 }
 
 function parse(args: string[]): Options | "help" {
-  const dash = args.indexOf("--");
-  const own = dash < 0 ? args : args.slice(0, dash);
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: own,
-      options: {
-        seconds: { type: "string", default: "10" },
-        cases: { type: "string", default: "short,long,deaf" },
-        "server-dir": { type: "string", default: new URL("..", import.meta.url).pathname },
-        baseline: { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const parsed = parseCompareArgs(args, { seconds: "10", cases: "short,long,deaf,ping" });
+  if (parsed === "help") return "help";
   const { values } = parsed;
-  if (values.help) return "help";
   const seconds = Number(values.seconds);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 600) {
     throw new UsageError(`--seconds must be a whole number from 1 to 600: ${values.seconds}`);
   }
-  const cases = values.cases!.split(",").filter(Boolean);
+  const cases = values.cases.split(",").filter(Boolean);
   for (const name of cases) {
     if (!(name in CASES)) {
       throw new UsageError(`unknown case ${name}; cases: ${Object.keys(CASES).join(", ")}`);
     }
   }
-  const serverDirs = [{ name: "this checkout", dir: values["server-dir"]! }];
-  if (values.baseline) serverDirs.unshift({ name: "baseline", dir: values.baseline });
-  return {
-    generators: 1,
-    seconds,
-    cases,
-    serverDirs,
-    json: values.json!,
-    dhxFlags: dash < 0 ? [] : args.slice(dash + 1),
-  };
+  const { serverDirs, json, dhxFlags } = parsed;
+  return { generators: 1, seconds, cases, serverDirs, json, dhxFlags };
 }
 
 /** What bench/abuse_load.mjs prints. */

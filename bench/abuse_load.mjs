@@ -7,9 +7,9 @@
  * Roles, each from its own loopback address (so that per-address limits do
  * not get in the way):
  *
- * - a flooder (127.0.0.2) sends lines of `size` bytes as fast as the server
- *   reads them (it writes whenever its socket is not full) and acks what it
- *   is sent;
+ * - a flooder (127.0.0.2) sends lines of `size` bytes (or, with `ping`,
+ *   pings) as fast as the server reads them (it writes whenever its socket
+ *   is not full) and acks what it is sent;
  * - a good pair (127.0.0.3): A sends a line every `pairIntervalMs` carrying
  *   its send time; B, reading at full speed, notes each one's latency;
  * - `honest` members (127.0.0.4) that read at `honestRate` bytes/s (a slow
@@ -125,7 +125,8 @@ while (performance.now() < deadline && !flooder.socket.destroyed) {
     await Promise.race([once(flooder.socket, "drain"), sleep(100)]);
     continue;
   }
-  flooder.send(line);
+  if (config.ping) flooder.ping((linesSent & 0xffffffff).toString(16).padStart(8, "0"));
+  else flooder.send(line);
   if (++linesSent % 64 === 0) await new Promise((resolve) => setImmediate(resolve));
 }
 const floodMs = performance.now() - started;
@@ -137,7 +138,7 @@ const result = {
   loadCpuPct: (100 * (cpu.user + cpu.system) / 1000) / (performance.now() - t0),
   floodMs,
   linesSent,
-  flooderAcks,
+  flooderAcks: config.ping ? flooder.pongs : flooderAcks,
   pairSent,
   pairReceived: latencies.length,
   latencies: latencies.map((v) => Math.round(v * 1000) / 1000),

@@ -12,6 +12,8 @@
  * @module
  */
 
+import { parseArgs } from "node:util";
+
 const encoder = new TextEncoder();
 
 /** Kernel clock ticks per second in /proc/PID/stat (USER_HZ: 100 on every Linux port we run on). */
@@ -846,6 +848,63 @@ export function reportHeader(
 
 /** A bad command line: printed as one `[!]` line, exit code 2. */
 export class UsageError extends Error {}
+
+/** The servers a comparing benchmark measures, baseline first. */
+export type ServerDirs = { name: string; dir: string }[];
+
+/** What {@link parseCompareArgs} reads besides a benchmark's own options. */
+export interface CompareArgs<V> {
+  /** The benchmark's own options, as node:util parseArgs gives them. */
+  values: V;
+  /** `--baseline DIR` (if given) then this checkout (or `--server-dir`). */
+  serverDirs: ServerDirs;
+  /** `--json`. */
+  json: boolean;
+  /** Everything after `--`: flags for server.ts. */
+  dhxFlags: string[];
+}
+
+/** One option of node:util parseArgs. */
+type ArgSpec = { type: "string" | "boolean"; default?: string | boolean; short?: string };
+
+/**
+ * Parses a comparing benchmark's command line: its own string options
+ * (`own`, each with a default), plus `--server-dir`, `--baseline`, `--json`,
+ * `-h/--help`, and server.ts flags after `--`.
+ *
+ * @throws {UsageError} for an unknown or malformed option
+ */
+export function parseCompareArgs<K extends string>(
+  args: string[],
+  own: Record<K, string>,
+): CompareArgs<Record<K, string>> | "help" {
+  const dash = args.indexOf("--");
+  const options: Record<string, ArgSpec> = {
+    "server-dir": { type: "string", default: new URL("..", import.meta.url).pathname },
+    baseline: { type: "string" },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  };
+  for (const [name, value] of Object.entries<string>(own)) {
+    options[name] = { type: "string", default: value };
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args: dash < 0 ? args : args.slice(0, dash), options }).values;
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values.help) return "help";
+  const serverDirs: ServerDirs = [{ name: "this checkout", dir: String(values["server-dir"]) }];
+  if (values.baseline) serverDirs.unshift({ name: "baseline", dir: String(values.baseline) });
+  const mine = Object.fromEntries(Object.keys(own).map((name) => [name, String(values[name])]));
+  return {
+    values: mine as Record<K, string>,
+    serverDirs,
+    json: values.json === true,
+    dhxFlags: dash < 0 ? [] : args.slice(dash + 1),
+  };
+}
 
 /**
  * The entry point of a benchmark: parses `args` (printing `usage` for --help,

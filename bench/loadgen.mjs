@@ -237,6 +237,8 @@ export class Client {
   onError = () => {};
   /** `ping` records answered. */
   pings = 0;
+  /** `pong` records received. */
+  pongs = 0;
   /** `notice` records received. */
   notices = 0;
   /** Send times of the messages not yet acked, oldest first, and their seqs. */
@@ -303,6 +305,11 @@ export class Client {
     this.#pendingSeqs.push(seq);
     if (this.kind === "dhx") this.#writeRecord("msg", text);
     else this.socket.write(`{"type":"msg","seq":${seq},"data":${JSON.stringify(text)}}\n`);
+  }
+
+  /** dhx: sends a `ping` (its `pong` is counted in `pongs`). */
+  ping(text) {
+    this.#writeRecord("ping", text);
   }
 
   /** Says bye (dhx: sealed; baselines: a plain bye line) and half-closes. */
@@ -442,6 +449,7 @@ export class Client {
         this.notices++;
         return this.onNotice(text);
       case "pong":
+        this.pongs++;
         return;
       case "bye":
         throw new Error("server said bye");

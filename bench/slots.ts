@@ -19,7 +19,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   BENCH_DIR,
   benchmarkMain,
@@ -32,6 +31,7 @@ import {
   markdownTable,
   memory,
   mib,
+  parseCompareArgs,
   percentile,
   reportHeader,
   ServerProcess,
@@ -76,29 +76,15 @@ interface Options {
 }
 
 function parse(args: string[]): Options | "help" {
-  const dash = args.indexOf("--");
-  const own = dash < 0 ? args : args.slice(0, dash);
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: own,
-      options: {
-        tries: { type: "string", default: "20" },
-        bound: { type: "string", default: "2000" },
-        per: { type: "string", default: "10" },
-        warmup: { type: "string", default: "3000" },
-        pause: { type: "string", default: "500" },
-        "server-dir": { type: "string", default: new URL("..", import.meta.url).pathname },
-        baseline: { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const parsed = parseCompareArgs(args, {
+    tries: "20",
+    bound: "2000",
+    per: "10",
+    warmup: "3000",
+    pause: "500",
+  });
+  if (parsed === "help") return "help";
   const { values } = parsed;
-  if (values.help) return "help";
   const number = (name: string, text: string) => {
     const value = Number(text);
     if (!Number.isInteger(value) || value < 0) {
@@ -106,18 +92,16 @@ function parse(args: string[]): Options | "help" {
     }
     return value;
   };
-  const serverDirs = [{ name: "this checkout", dir: values["server-dir"]! }];
-  if (values.baseline) serverDirs.unshift({ name: "baseline", dir: values.baseline });
   return {
     generators: 1,
-    tries: number("tries", values.tries!),
-    bound: number("bound", values.bound!),
-    per: number("per", values.per!),
-    warmup: number("warmup", values.warmup!),
-    pause: number("pause", values.pause!),
-    serverDirs,
-    json: values.json!,
-    dhxFlags: dash < 0 ? [] : args.slice(dash + 1),
+    tries: number("tries", values.tries),
+    bound: number("bound", values.bound),
+    per: number("per", values.per),
+    warmup: number("warmup", values.warmup),
+    pause: number("pause", values.pause),
+    serverDirs: parsed.serverDirs,
+    json: parsed.json,
+    dhxFlags: parsed.dhxFlags,
   };
 }
 
