@@ -484,18 +484,12 @@ Deno.test({
     const dir = await Deno.makeTempDir({ dir: STATE, prefix: "hostkey-" });
     const file = `${dir}/host_key`;
     const serve = () =>
-      new TestProcess("deno", [
-        "run",
-        "--allow-net",
-        `--allow-read=${dir}`,
-        `--allow-write=${dir}`,
+      scriptWithFiles(
+        dir,
         "server.ts",
-        "--port",
-        "0",
-        "--quiet",
-        "--host-key-file",
-        file,
-      ], "piped");
+        ["--port", "0", "--quiet", "--host-key-file", file],
+        "piped",
+      );
     const printed: string[] = [];
     try {
       for (let run = 0; run < 2; run++) {
@@ -540,11 +534,7 @@ Deno.test({
     try {
       const forget = () =>
         runToEnd(
-          new TestProcess("deno", [
-            "run",
-            `--allow-read=${dir}`,
-            `--allow-write=${dir}`,
-            "client.ts",
+          scriptWithFiles(dir, "client.ts", [
             "--known-hosts",
             file,
             "--forget-host",
@@ -566,6 +556,17 @@ Deno.test({
     }
   },
 });
+
+/** `deno run --allow-net` of a script that may also read and write the files in `dir`. */
+function scriptWithFiles(
+  dir: string,
+  script: string,
+  args: string[],
+  stdin: "piped" | "null" = "null",
+): TestProcess {
+  const allow = ["--allow-net", `--allow-read=${dir}`, `--allow-write=${dir}`];
+  return new TestProcess("deno", ["run", ...allow, script, ...args], stdin);
+}
 
 /** Whether this run may write under tests/.state (deno.json grants it to `deno test -P`). */
 function canWrite(): boolean {
@@ -625,12 +626,7 @@ Deno.test({
     const knownHosts = `${dir}/known_hosts`;
     const client = (port: number, ...args: string[]) =>
       runToEnd(
-        new TestProcess("deno", [
-          "run",
-          "--allow-net",
-          `--allow-read=${dir}`,
-          `--allow-write=${dir}`,
-          "client.ts",
+        scriptWithFiles(dir, "client.ts", [
           "--port",
           String(port),
           "--known-hosts",
