@@ -119,7 +119,7 @@ export class FileStore implements TextStore {
       if (error instanceof Deno.errors.NotFound) return undefined;
       throw error instanceof StoreError
         ? error
-        : new StoreError(`cannot read ${this.#path}: ${(error as Error).message}`);
+        : new StoreError(`cannot read the file ${this.#path}: ${(error as Error).message}`);
     }
     return text;
   }

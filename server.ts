@@ -739,9 +739,10 @@ Options:
   --version                 print the version
   -h, --help                show this help
 
-Type a line to send it to every client. Commands: /who lists the clients,
-/kick ADDRESS (or NAME) ends their sessions, /ban ADDRESS [MINUTES] (default 60)
-also refuses that address; start a line with // to send one beginning with /.
+Type a line to send it to every client (an empty line sends nothing). Commands:
+/who lists the clients, /kick ADDRESS (or NAME) ends their sessions,
+/ban ADDRESS [MINUTES] (default 60) also refuses that address; start a line
+with // to send one beginning with /.
 
 Exit codes: 0 ok, 1 failure, 2 usage error.`;
 

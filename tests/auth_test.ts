@@ -484,18 +484,12 @@ Deno.test({
     const dir = await Deno.makeTempDir({ dir: STATE, prefix: "hostkey-" });
     const file = `${dir}/host_key`;
     const serve = () =>
-      new TestProcess("deno", [
-        "run",
-        "--allow-net",
-        `--allow-read=${dir}`,
-        `--allow-write=${dir}`,
+      scriptWithFiles(
+        dir,
         "server.ts",
-        "--port",
-        "0",
-        "--quiet",
-        "--host-key-file",
-        file,
-      ], "piped");
+        ["--port", "0", "--quiet", "--host-key-file", file],
+        "piped",
+      );
     const printed: string[] = [];
     try {
       for (let run = 0; run < 2; run++) {
@@ -540,11 +534,7 @@ Deno.test({
     try {
       const forget = () =>
         runToEnd(
-          new TestProcess("deno", [
-            "run",
-            `--allow-read=${dir}`,
-            `--allow-write=${dir}`,
-            "client.ts",
+          scriptWithFiles(dir, "client.ts", [
             "--known-hosts",
             file,
             "--forget-host",
@@ -566,6 +556,17 @@ Deno.test({
     }
   },
 });
+
+/** `deno run --allow-net` of a script that may also read and write the files in `dir`. */
+function scriptWithFiles(
+  dir: string,
+  script: string,
+  args: string[],
+  stdin: "piped" | "null" = "null",
+): TestProcess {
+  const allow = ["--allow-net", `--allow-read=${dir}`, `--allow-write=${dir}`];
+  return new TestProcess("deno", ["run", ...allow, script, ...args], stdin);
+}
 
 /** Whether this run may write under tests/.state (deno.json grants it to `deno test -P`). */
 function canWrite(): boolean {
@@ -613,4 +614,58 @@ Deno.test("teaching: in toy mode both sides show h, G = h² mod p replacing g, a
     const made = who === "server" ? "made and sent" : "checked";
     assert.ok(text.includes(`with host key ${hostKey}: ${made}`), `${who}: proof\n${text}`);
   }
+});
+
+Deno.test({
+  name:
+    "scripts: first contact remembered in --known-hosts; a changed key refused with exit 1, both fingerprints and the forget command",
+  ignore: lacks("run", "read", "net") || !canWrite(),
+  async fn() {
+    await Deno.mkdir(STATE, { recursive: true });
+    const dir = await Deno.makeTempDir({ dir: STATE, prefix: "tofu-" });
+    const knownHosts = `${dir}/known_hosts`;
+    const client = (port: number, ...args: string[]) =>
+      runToEnd(
+        scriptWithFiles(dir, "client.ts", [
+          "--port",
+          String(port),
+          "--known-hosts",
+          knownHosts,
+          ...args,
+        ]),
+      );
+    try {
+      await using served = testServer({ tcp: true });
+      const real = served.server.hostKey!.fingerprint;
+      const first = await client(served.port);
+      assert.equal(first.code, 0, first.stderr);
+      assert.ok(
+        first.stdout.includes(
+          `First contact with 127.0.0.1:${served.port}: remembered its host key ${real}`,
+        ),
+        first.stdout,
+      );
+      assert.equal(await Deno.readTextFile(knownHosts), `127.0.0.1:${served.port} ${real}\n`);
+      const second = await client(served.port);
+      assert.ok(second.stdout.includes(`Host key ${real} verified (as remembered`), second.stdout);
+
+      // Another server claims that address: its key is not the one remembered.
+      await using impostor = testServer({ tcp: true });
+      await Deno.writeTextFile(knownHosts, `127.0.0.1:${impostor.port} ${real}\n`);
+      const refused = await client(impostor.port);
+      assert.equal(refused.code, 1, refused.stdout);
+      const lines = refused.stderr.split("\n").filter((line) => line !== "");
+      assert.equal(lines.length, 2, refused.stderr);
+      assert.ok(lines[0].includes(impostor.server.hostKey!.fingerprint) && lines[0].includes(real));
+      assert.ok(
+        lines[1].endsWith(
+          `deno run --allow-net client.ts --known-hosts ${knownHosts} --forget-host 127.0.0.1:${impostor.port}`,
+        ),
+        lines[1],
+      );
+      assert.equal(impostor.sink.texts().length, 0);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -19,6 +19,7 @@ import * as dh from "../dh.ts";
 import * as guard from "../guard.ts";
 import * as hash from "../hash.ts";
 import * as hostkeys from "../hostkeys.ts";
+import * as primes from "../primes.ts";
 import * as server from "../server.ts";
 import * as transport from "../transport.ts";
 
@@ -27,6 +28,7 @@ const MODULES: Record<string, Record<string, unknown>> = {
   "dh.ts": dh,
   "hash.ts": hash,
   "hostkeys.ts": hostkeys,
+  "primes.ts": primes,
   "transport.ts": transport,
   "chat.ts": chat,
   "guard.ts": guard,
