@@ -749,9 +749,11 @@ export class LineConnection {
         this.#inflightUnits = 0;
       }
     } catch (error) {
-      if (error instanceof ProtocolError) {
+      if (error instanceof ProtocolError || this.#closed) {
         // A stuck write cannot carry an error frame either: close at once.
-        this.#failure ??= error;
+        this.#failure ??= error instanceof ProtocolError
+          ? error
+          : new ProtocolError("connection lost while writing");
         this.close();
       } else {
         // The peer closed: it may have said why in an error frame we have not
@@ -1914,7 +1916,7 @@ export const SENDER_RATE_DEFAULTS: SenderRate = Object.freeze({
 });
 
 /** Recipients of a relayed line that cost its sender as much as one more line read. */
-export const RELAY_COST_DIVISOR = 10;
+export const RELAY_COST_DIVISOR = 4;
 
 /** Ms a pacer waits before it looks again at a full {@link QueueBudget}. */
 const BUDGET_RETRY_MS = 50;
@@ -1951,7 +1953,7 @@ export class SenderPacer implements ReadPacer {
 
   /**
    * Charges what relaying a line of `bytes` to `recipients` costs the server
-   * (a record sealed and an ack opened for each): a tenth of a line and of
+   * (a record sealed and an ack opened for each): a quarter of a line and of
    * its bytes per recipient, so that a room's size slows its senders, not
    * its server.
    */
