@@ -26,7 +26,6 @@
  * @module
  */
 
-import { once } from "node:events";
 import { Client } from "./loadgen.mjs";
 
 const config = {
@@ -43,6 +42,19 @@ const config = {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const wallClock = () => performance.timeOrigin + performance.now();
+
+/** Resolves at the socket's next `drain`, or after `ms` (its listener removed either way). */
+function drainedOrLater(socket, ms) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      socket.off("drain", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    socket.on("drain", done);
+  });
+}
 
 /** Drops of one role: how many, and the first distinct reasons. */
 class Drops {
@@ -122,7 +134,7 @@ const started = performance.now();
 const deadline = started + config.seconds * 1000;
 while (performance.now() < deadline && !flooder.socket.destroyed) {
   if (flooder.socket.writableNeedDrain) {
-    await Promise.race([once(flooder.socket, "drain"), sleep(100)]);
+    await drainedOrLater(flooder.socket, 100);
     continue;
   }
   if (config.ping) flooder.ping((linesSent & 0xffffffff).toString(16).padStart(8, "0"));
