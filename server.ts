@@ -723,7 +723,9 @@ Options:
   --max-message BYTES       longest line relayed to the room or sent by you
                             (default ${SERVER_DEFAULTS.maxMessage}; at most ${MAX_MESSAGE_LIMIT})
   --rate LINES              lines read per second from one client, pings
-                            included; twice as many at once (default ${SERVER_DEFAULTS.linesPerSecond})
+                            included; twice as many at once; in a room, a
+                            line counts once more per 4 members it goes to
+                            (default ${SERVER_DEFAULTS.linesPerSecond})
   --byte-rate BYTES         bytes read per second from one client; four times
                             as many at once (default ${SERVER_DEFAULTS.bytesPerSecond}). A client
                             past its rate is read more slowly, never dropped
