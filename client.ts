@@ -268,9 +268,9 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
       // One line per episode: a server that stopped acking is not reported once per line.
       onOverdue: (oldest, pending) =>
         log.error(
-          pending === 1
-            ? `${oldest.note} not acknowledged after ${seconds}`
-            : `${count(pending, "line")} not acknowledged yet; ${oldest.note} waits for ${seconds}`,
+          `${oldest.note}${
+            pending > 1 ? ` and ${count(pending - 1, "more line")}` : ""
+          } not acknowledged after ${seconds}`,
         ),
     });
   } catch (error) {
@@ -390,8 +390,9 @@ class Conversation {
     const inputEnd = await this.#send(receiving);
     this.#input.close();
     if (inputEnd !== "session-ended") {
-      // Leaving: acks, then bye, all within one --timeout; a second Ctrl-C cuts it short.
-      const deadline = performance.now() + timeoutMs;
+      // Leaving: acks, then bye, within one --timeout, counted from the
+      // last ack (acks still coming in mean a server that is slow, not
+      // gone); a second Ctrl-C cuts it short.
       const backlog = this.#channel.backlog;
       if (backlog > 0 && interactive) {
         log.info(
@@ -405,8 +406,14 @@ class Conversation {
       const cut = signal && !signal.aborted && forceSignal
         ? AbortSignal.any([signal, forceSignal])
         : forceSignal;
-      await this.#channel.settled({ ms: timeoutMs, signal: cut });
-      await this.#channel.bye(Math.max(0, deadline - performance.now()), cut);
+      const acks = this.#channel.acks;
+      const started = performance.now();
+      const left = () =>
+        Math.max(0, Math.max(started, acks.lastAckAt) + timeoutMs - performance.now());
+      while (!await this.#channel.settled({ ms: left(), signal: cut })) {
+        if (cut?.aborted || this.#channel.stopped || left() === 0) break;
+      }
+      await this.#channel.bye(left(), cut);
     }
     const end = await receiving;
     return this.#report(end, inputEnd);

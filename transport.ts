@@ -1115,14 +1115,16 @@ export type OverdueHandler = (oldest: PendingAck, pending: number) => boolean | 
 /**
  * The `msg`/`chat` records sent and not yet acknowledged, oldest first. Acks
  * arrive one per record, in order: anything else is a protocol error. When
- * the oldest record waits longer than `timeoutMs`, `onOverdue` is called
- * once for the whole episode: not again until every record is acknowledged
- * (a peer that stopped acking makes one report, not one per record).
+ * the oldest record waits longer than `timeoutMs` and no ack at all came for
+ * as long (a peer that acks, however slowly, is behind, not silent),
+ * `onOverdue` is called once for the whole episode: not again until every
+ * record is acknowledged (one report, not one per record).
  */
 export class AckTracker {
   readonly #pending: PendingAck[] = [];
   #head = 0; // acknowledged entries before #head are dropped lazily
   #episode = false; // an overdue episode was reported and has not ended
+  #lastAckAt = -Infinity;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #waiters: (() => void)[] = [];
   #stopped = false;
@@ -1144,6 +1146,11 @@ export class AckTracker {
   /** Number of records waiting for their ack. */
   get pending(): number {
     return this.#pending.length - this.#head;
+  }
+
+  /** When the last ack came (`performance.now()`; -Infinity before the first). */
+  get lastAckAt(): number {
+    return this.#lastAckAt;
   }
 
   /** The sequence numbers waiting, oldest first. */
@@ -1172,6 +1179,7 @@ export class AckTracker {
       throw new ProtocolError(`peer acknowledged record ${text}, expected ${oldest.seq}`);
     }
     this.#head++;
+    this.#lastAckAt = performance.now();
     if (this.#head > 1024 && this.#head * 2 > this.#pending.length) {
       this.#pending.splice(0, this.#head);
       this.#head = 0;
@@ -1217,8 +1225,11 @@ export class AckTracker {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       const now = this.#pending[this.#head];
-      if (now && performance.now() - now.sentAt >= this.#timeoutMs) {
-        if (this.#onOverdue?.(now, this.pending) === false) {
+      const time = performance.now();
+      if (now && time - now.sentAt >= this.#timeoutMs) {
+        // Acks still coming in: a slow peer, not a silent one.
+        const silent = time - this.#lastAckAt >= this.#timeoutMs;
+        if (!silent || this.#onOverdue?.(now, this.pending) === false) {
           return this.#arm(Math.max(100, this.#timeoutMs / 4)); // put off: ask again
         }
         this.#episode = true;

@@ -669,3 +669,28 @@ Deno.test({
     }
   },
 });
+
+Deno.test("stores: the library's defaults (startServer, runClient) never touch localStorage", async () => {
+  const original = Object.getOwnPropertyDescriptor(globalThis, "localStorage");
+  let touched = 0;
+  Object.defineProperty(globalThis, "localStorage", {
+    configurable: true,
+    get() {
+      touched++;
+      throw new Error("localStorage touched");
+    },
+  });
+  try {
+    await using served = testServer({ password: "pw" });
+    const log = new CapturingLogger();
+    const client = typedClient({ connection: served.server.connect(), password: "pw" }, log);
+    client.type("no store");
+    client.end();
+    assert.equal(await within(client.run, 10_000, "client"), 0, log.dump());
+    assert.ok(log.lines.some((line) => line.includes("First contact")), log.dump());
+  } finally {
+    if (original) Object.defineProperty(globalThis, "localStorage", original);
+    else delete (globalThis as { localStorage?: Storage }).localStorage;
+  }
+  assert.equal(touched, 0);
+});

@@ -395,3 +395,53 @@ Deno.test("AckTracker: a handler that puts a report off is asked again, then rep
   assert.equal(reported, 1, "once per episode");
   acks.stop();
 });
+
+Deno.test("AckTracker: a peer that acks slowly but steadily is behind, not overdue", async () => {
+  let reports = 0;
+  const acks = new AckTracker(150, () => void reports++);
+  for (let seq = 0; seq < 12; seq++) acks.track(seq);
+  for (let seq = 0; seq < 12; seq++) {
+    await sleep(50); // each record waits up to 600 ms, far past 150 ms; acks keep coming
+    acks.acknowledge(String(seq));
+  }
+  assert.equal(reports, 0);
+  acks.track(12);
+  await eventually(() => reports === 1, "silence is reported");
+  acks.stop();
+});
+
+Deno.test({
+  name: "client: a paste the server reads at its rate, past --timeout, leaves with exit 0",
+  ignore: lacks("net"),
+  async fn() {
+    let received = 0;
+    const server = startServer({
+      host: HOST,
+      port: 0,
+      linesPerSecond: 300, // 600 at once, then 300 a second: 1,500 lines take about 3 s
+      logger: new CapturingLogger(true),
+      onMessage: () => received++,
+    });
+    try {
+      const lines = Array.from({ length: 1500 }, (_, i) => `${i + 1}\n`).join("");
+      const log = new CapturingLogger(true);
+      const code = await within(
+        runClient({
+          host: HOST,
+          port: server.addr!.port,
+          input: ReadableStream.from([encoder.encode(lines)]),
+          interactive: false,
+          logger: log,
+          timeoutMs: 1000, // far below the time the paste takes
+        }),
+        120_000,
+        "the client",
+      );
+      assert.equal(code, 0, log.lines.join("\n"));
+      assert.equal(received, 1500);
+      assert.deepEqual(log.lines.filter((l) => l.startsWith("[!]")), [], "nothing reported late");
+    } finally {
+      await server.close();
+    }
+  },
+});
