@@ -59,7 +59,6 @@ import {
 } from "./transport.ts";
 import {
   FileStore,
-  hostPort,
   isHostKeyFingerprint,
   KnownHosts,
   LocalStorageStore,
@@ -196,7 +195,7 @@ export async function runClient(options: ClientOptions = {}): Promise<number> {
   log.success(`Connected to ${options.connection ? "the server" : formatAddress(host, port)}`);
 
   let channel: Channel;
-  const address = hostPort(host, port);
+  const address = formatAddress(host, port);
   const knownHosts = options.knownHosts ?? new KnownHosts(new MemoryStore());
   try {
     const { hello, session, hostKeyFingerprint, hostKeyStatus } = await clientHandshake(link, {

@@ -595,7 +595,7 @@ export interface ParsedCommand<T> {
 /** The package's version, from deno.json. */
 export const VERSION: string = denoJson.version;
 
-/** Each script's installed command: dhx-server.ts and dhx-client.ts run them under these names. */
+/** Each script's installed command: bin/dhx-server.ts and bin/dhx-client.ts run them under these names. */
 export const INSTALLED_NAMES: Readonly<{ "server.ts": string; "client.ts": string }> = Object
   .freeze({ "server.ts": "dhx-server", "client.ts": "dhx-client" });
 
@@ -604,7 +604,7 @@ export type Script = keyof typeof INSTALLED_NAMES;
 
 /**
  * The command that runs `script`, as `--help` shows it: the installed name
- * when the entry module is dhx-server.ts or dhx-client.ts (what `deno install
+ * when the entry module is bin/dhx-server.ts or bin/dhx-client.ts (what `deno install
  * -g` installs), otherwise `deno run --allow-net server.ts`.
  *
  * @param mainModule the entry module's URL (default: this process's)

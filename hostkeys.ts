@@ -229,11 +229,6 @@ export function isHostKeyFingerprint(text: string): boolean {
   return FINGERPRINT.test(text);
 }
 
-/** `host:port` as a client dialled it (an IPv6 host in brackets): the known-hosts key. */
-export function hostPort(host: string, port: number): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 /**
  * A client's known hosts: the host key fingerprint remembered for each
  * `host:port` dialled. Reads the store at every call, so two clients

@@ -20,7 +20,6 @@ import {
 } from "../dh.ts";
 import {
   FileStore,
-  hostPort,
   KnownHosts,
   loadHostKey,
   LocalStorageStore,
@@ -30,6 +29,7 @@ import {
 import {
   clientHandshake,
   type Duplex,
+  formatAddress,
   HostKeyError,
   LineConnection,
   memoryPipe,
@@ -51,7 +51,7 @@ import {
 } from "./support.ts";
 
 const STATE = `${ROOT}tests/.state`;
-const ADDRESS = hostPort(HOST, 4444); // what runClient dials by default: the known-hosts key
+const ADDRESS = formatAddress(HOST, 4444); // what runClient dials by default: the known-hosts key
 
 /** A Storage stand-in for the default store: the real localStorage is never touched. */
 class FakeStorage {
@@ -117,8 +117,6 @@ Deno.test("stores: known hosts remember, replace, forget, keep comments; IPv6 in
   assert.equal(known.forget("127.0.0.1:4444"), two);
   assert.equal(known.forget("127.0.0.1:4444"), undefined);
   assert.equal(known.get("other:1"), "SHA256:" + "A".repeat(43));
-  assert.equal(hostPort("::1", 4444), "[::1]:4444");
-  assert.equal(hostPort("127.0.0.1", 80), "127.0.0.1:80");
 });
 
 Deno.test("stores: the host key is made once and kept (memory, and the default store through an injected storage)", () => {
@@ -668,4 +666,29 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("stores: the library's defaults (startServer, runClient) never touch localStorage", async () => {
+  const original = Object.getOwnPropertyDescriptor(globalThis, "localStorage");
+  let touched = 0;
+  Object.defineProperty(globalThis, "localStorage", {
+    configurable: true,
+    get() {
+      touched++;
+      throw new Error("localStorage touched");
+    },
+  });
+  try {
+    await using served = testServer({ password: "pw" });
+    const log = new CapturingLogger();
+    const client = typedClient({ connection: served.server.connect(), password: "pw" }, log);
+    client.type("no store");
+    client.end();
+    assert.equal(await within(client.run, 10_000, "client"), 0, log.dump());
+    assert.ok(log.lines.some((line) => line.includes("First contact")), log.dump());
+  } finally {
+    if (original) Object.defineProperty(globalThis, "localStorage", original);
+    else delete (globalThis as { localStorage?: Storage }).localStorage;
+  }
+  assert.equal(touched, 0);
 });

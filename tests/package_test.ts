@@ -49,7 +49,7 @@ async function run(command: string, args: string[]) {
 
 Deno.test({
   name:
-    "package: deno install -g -N -c deno.json dhx-server.ts (and dhx-client.ts): --help and --version name the command",
+    "package: deno install -g -N -c deno.json bin/dhx-server.ts (and bin/dhx-client.ts): --help and --version name the command",
   ignore: lacks("run"),
   async fn() {
     for (const name of ["dhx-server", "dhx-client"]) {
@@ -63,7 +63,7 @@ Deno.test({
         "deno.json",
         "--root",
         INSTALL_ROOT,
-        `${name}.ts`,
+        `bin/${name}.ts`,
       ]);
       assert.equal(install.code, 0, install.stderr);
       assert.doesNotMatch(install.stderr, /Warning/, install.stderr);

@@ -3,7 +3,7 @@
  * and `--version` say `dhx-server`. From a checkout:
  *
  * ```sh
- * deno install -g -N dhx-server.ts    # then: dhx-server --help
+ * deno install -g -N -c deno.json bin/dhx-server.ts    # then: dhx-server --help
  * ```
  *
  * The installed command runs this file where it is: it breaks if the
@@ -12,7 +12,7 @@
  * @module
  */
 
-import { main } from "./server.ts";
+import { main } from "../server.ts";
 
 // Exit explicitly: a read pending on stdin would otherwise keep the process alive.
 Deno.exit(await main(Deno.args));

@@ -3,7 +3,7 @@
  * and `--version` say `dhx-client`. From a checkout:
  *
  * ```sh
- * deno install -g -N dhx-client.ts    # then: dhx-client --help
+ * deno install -g -N -c deno.json bin/dhx-client.ts    # then: dhx-client --help
  * ```
  *
  * The installed command runs this file where it is: it breaks if the
@@ -12,7 +12,7 @@
  * @module
  */
 
-import { main } from "./client.ts";
+import { main } from "../client.ts";
 
 // Exit explicitly: a read pending on stdin would otherwise keep the process alive.
 Deno.exit(await main(Deno.args));
