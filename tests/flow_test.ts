@@ -445,3 +445,83 @@ Deno.test({
     }
   },
 });
+
+Deno.test("room: with --max-line 4 MiB, a relayed record still fits a default client's 1 MiB line", async () => {
+  const server = startServer({
+    listen: false,
+    room: true,
+    maxLine: 4 * 1024 * 1024,
+    maxMessage: 512 * 1024,
+    linesPerSecond: 1e6,
+    bytesPerSecond: 1 << 30,
+    logger: new CapturingLogger(true),
+  });
+  const members = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const link = new LineConnection(server.connect(), { maxLine: 4 * 1024 * 1024 });
+      const { session } = await within(
+        clientHandshake(link, { insecure: false, timeoutMs: 10_000 }),
+        15_000,
+        "handshake",
+      );
+      const channel = new Channel(link, session);
+      const chats: string[] = [];
+      const notices: string[] = [];
+      const ended = channel.run((event) => {
+        if (event.type === "chat") chats.push(event.line.text);
+        if (event.type === "notice") notices.push(event.text);
+      });
+      members.push({ channel, chats, notices, ended });
+    }
+    await eventually(() => server.members.length === 2, "both in the room");
+    const [sender, receiver] = members;
+    // 200,000 bytes of text, under --max-message, but six times longer as JSON
+    // (\u0001): its record would not fit a default client's line.
+    sender.channel.send("msg", "\x01".repeat(200_000));
+    await eventually(
+      () => sender.notices.some((n) => n.startsWith("not relayed:")),
+      "the sender told",
+    );
+    assert.match(sender.notices.at(-1)!, /as a chat record; at most \d+ fit$/);
+    sender.channel.send("msg", "after");
+    await eventually(() => receiver.chats.includes("after"), "the next line relayed");
+    assert.deepEqual(receiver.chats, ["after"], "the long one was not");
+  } finally {
+    for (const member of members) void member.channel.bye();
+    await server.close();
+  }
+});
+
+Deno.test("server close (SIGTERM): a member with a backlog gets bye ahead of it", async () => {
+  const server = startServer({
+    listen: false,
+    room: true,
+    maxQueuedRecords: 100, // the ack window and the queue's bound
+    logger: new CapturingLogger(true),
+  });
+  const link = new LineConnection(server.connect());
+  const { session } = await within(
+    clientHandshake(link, { insecure: false, timeoutMs: 10_000 }),
+    15_000,
+    "handshake",
+  );
+  const types: string[] = [];
+  const reading = (async () => {
+    for (;;) {
+      const line = await link.readLine().catch(() => null);
+      if (line === null) return;
+      types.push(open(session, line).type); // read, never acked
+    }
+  })();
+  await eventually(() => server.members.length === 1, "in the room");
+  for (let i = 0; i < 100; i++) server.operator(`line ${i}`);
+  await eventually(() => types.filter((t) => t === "chat").length === 100, "the window's worth");
+  for (let i = 100; i < 150; i++) server.operator(`line ${i}`); // these wait unsealed
+  const closing = server.close();
+  await within(reading, 5000, "the end of the connection");
+  await within(closing, 10_000, "the server's close");
+  assert.equal(types.filter((t) => t === "chat").length, 100, types.join(" "));
+  assert.equal(types.at(-1), "bye", "then bye, ahead of the 50 waiting");
+  link.close();
+});
