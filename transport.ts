@@ -1417,6 +1417,7 @@ export class Channel {
   readonly #acked = new Wakeup(); // an ack came, or the session ended
   #unsent = 0; // msg/chat records dropped unsent
   #pacedAt = -Infinity; // when the pacer last held our reading
+  #turn: Promise<void> | undefined; // the next turn of the event loop, while awaited
   #peerKnowsPing: boolean;
   #lastHeard = performance.now();
   #pingSentAt: number | undefined;
@@ -1570,8 +1571,9 @@ export class Channel {
         }
         for (let i = 0; i < lines.length && !this.#end && !this.#stopped; i++) {
           // Acks are not charged: a peer can ack no more than we sent.
-          if (this.#pacer && !lines[i].startsWith(ACK_PREFIX)) {
-            await this.#paced(lines[i].length + 1);
+          const pacer = this.#pacer;
+          if (pacer && !lines[i].startsWith(ACK_PREFIX) && pacer.charge(lines[i].length + 1) > 0) {
+            await this.#paced(pacer);
             if (this.#end || this.stopped) break;
           }
           this.#receive(lines[i], onEvent);
@@ -1580,7 +1582,11 @@ export class Channel {
           // reads them while we go on. A write that does not complete at once
           // is not waited for: a peer that writes to us while not reading
           // (its own writes stuck) must not stop us reading, or both wait.
-          if ((i + 1) % ANSWER_SLICE === 0) await Promise.race([this.link.drain(), nextTurn()]);
+          if ((i + 1) % ANSWER_SLICE === 0) {
+            // One timer at a time serves every slice until it fires.
+            this.#turn ??= nextTurn().then(() => this.#turn = undefined);
+            await Promise.race([this.link.drain(), this.#turn]);
+          }
         }
         if (this.#stopped) this.#end ??= { reason: "local" };
       }
@@ -1673,19 +1679,14 @@ export class Channel {
   }
 
   /**
-   * Charges a received line to the pacer and waits while it says so (in
-   * slices, so that a stop is noticed). The time spent waiting is not the
-   * peer's silence: we were not reading.
+   * Waits while the pacer says so (in slices, so that a stop is noticed).
+   * The time spent waiting is not the peer's silence: we were not reading.
    */
-  async #paced(bytes: number): Promise<void> {
-    const pacer = this.#pacer!;
-    pacer.charge(bytes);
-    let waited = false;
+  async #paced(pacer: ReadPacer): Promise<void> {
     for (let ms = pacer.wait(); ms > 0 && !this.stopped; ms = pacer.wait()) {
-      waited = true;
       await new Promise((resolve) => setTimeout(resolve, Math.min(ms, PACE_SLICE_MS)));
     }
-    if (waited) this.#lastHeard = this.#pacedAt = performance.now();
+    this.#lastHeard = this.#pacedAt = performance.now();
   }
 
   /** Keepalive: one timer per channel, re-armed lazily from the last time we heard. */
@@ -1773,20 +1774,33 @@ export class TokenBucket {
     return this.#level;
   }
 
-  /** Takes `amount` tokens, going into debt if there are not enough. */
-  take(amount: number): void {
-    this.#refill();
+  /**
+   * Takes `amount` tokens, going into debt if there are not enough.
+   *
+   * @param now the clock's reading, if the caller has one
+   * @returns ms until the level is back to zero (0 if there is no debt)
+   */
+  take(amount: number, now: number = this.#now()): number {
+    this.#refill(now);
     this.#level -= amount;
+    return this.#debtMs();
   }
 
-  /** Ms until the level is back to zero (0 if there is no debt). */
-  wait(): number {
-    const level = this.level;
-    return level >= 0 ? 0 : Math.ceil((-level / this.rate) * 1000);
+  /**
+   * Ms until the level is back to zero (0 if there is no debt).
+   *
+   * @param now the clock's reading, if the caller has one
+   */
+  wait(now: number = this.#now()): number {
+    this.#refill(now);
+    return this.#debtMs();
   }
 
-  #refill(): void {
-    const now = this.#now();
+  #debtMs(): number {
+    return this.#level >= 0 ? 0 : Math.ceil((-this.#level / this.rate) * 1000);
+  }
+
+  #refill(now = this.#now()): void {
     this.#level = Math.min(this.burst, this.#level + ((now - this.#at) / 1000) * this.rate);
     this.#at = now;
   }
@@ -1889,8 +1903,8 @@ export class SharedText {
 
 /** Paces the reading of one peer (see {@link ChannelOptions.pacer}). */
 export interface ReadPacer {
-  /** Counts a line of `bytes` received. */
-  charge(bytes: number): void;
+  /** Counts a line of `bytes` received; returns {@link wait}'s answer. */
+  charge(bytes: number): number;
   /** Ms to wait before reading on (0: go on). */
   wait(): number;
 }
@@ -1932,6 +1946,7 @@ export class SenderPacer implements ReadPacer {
   /** Bytes. */
   readonly bytes: TokenBucket;
   readonly #budget: QueueBudget | undefined;
+  readonly #now: () => number;
 
   /**
    * Creates a pacer with full buckets.
@@ -1941,14 +1956,16 @@ export class SenderPacer implements ReadPacer {
    * @param now the clock in ms (tests inject one)
    */
   constructor(rate: SenderRate, budget?: QueueBudget, now?: () => number) {
-    this.lines = new TokenBucket(rate.linesPerSecond, rate.lineBurst, now);
-    this.bytes = new TokenBucket(rate.bytesPerSecond, rate.byteBurst, now);
+    this.#now = now ?? (() => performance.now());
+    this.lines = new TokenBucket(rate.linesPerSecond, rate.lineBurst, this.#now);
+    this.bytes = new TokenBucket(rate.bytesPerSecond, rate.byteBurst, this.#now);
     this.#budget = budget;
   }
 
-  charge(bytes: number): void {
-    this.lines.take(1);
-    this.bytes.take(bytes);
+  charge(bytes: number): number {
+    const now = this.#now(); // one clock reading per line: this runs for every record
+    const debt = Math.max(this.lines.take(1, now), this.bytes.take(bytes, now));
+    return debt > 0 ? debt : this.#budget?.full ? BUDGET_RETRY_MS : 0;
   }
 
   /**
@@ -1963,8 +1980,8 @@ export class SenderPacer implements ReadPacer {
   }
 
   wait(): number {
-    const debt = Math.max(this.lines.wait(), this.bytes.wait());
-    if (debt > 0) return debt;
-    return this.#budget?.full ? BUDGET_RETRY_MS : 0;
+    const now = this.#now();
+    const debt = Math.max(this.lines.wait(now), this.bytes.wait(now));
+    return debt > 0 ? debt : this.#budget?.full ? BUDGET_RETRY_MS : 0;
   }
 }

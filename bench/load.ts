@@ -283,6 +283,10 @@ function serverSpecs(options: Options, supported: Set<string>): Record<ServerNam
   const auto: [string, string][] = [
     ["--max-clients", String(Math.min(100_000, sessions))],
     ["--max-per-address", "100000"],
+    // Every client here sends as fast as it can on purpose: the throughput is
+    // the server's, not the per-client rate a real server keeps (see abuse.ts).
+    ["--rate", "1000000"],
+    ["--byte-rate", "1099511627776"],
   ];
   const dhx = dhxServer(options, supported, auto);
   const password = dhxServer(options, supported, auto, ["--password-file", "bench/password.txt"]);
