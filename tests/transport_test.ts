@@ -1301,6 +1301,19 @@ Deno.test("AckTracker: acks in order drop records; wrong or extra acks throw", (
   );
 });
 
+Deno.test("AckTracker: after a confirm, an ack may name seq − 1 (vectors 6-7); otherwise only the seq", () => {
+  const strict = new AckTracker();
+  strict.track(1);
+  assert.throws(() => strict.acknowledge("0"), /acknowledged record 0, expected 1/);
+  const afterConfirm = new AckTracker(0, undefined, true);
+  for (const seq of [1, 2, 3, 4]) afterConfirm.track(seq);
+  assert.equal(afterConfirm.acknowledge("0").seq, 1, "vector 6: msg seq 1 acked with 0");
+  assert.equal(afterConfirm.acknowledge("2").seq, 2, "the text's own form still works");
+  assert.throws(() => afterConfirm.acknowledge("1"), /acknowledged record 1, expected 3/);
+  assert.throws(() => afterConfirm.acknowledge("4"), /acknowledged record 4, expected 3/);
+  assert.equal(afterConfirm.pending, 2);
+});
+
 Deno.test("AckTracker: thousands of records acknowledged in order", () => {
   const acks = new AckTracker();
   for (let seq = 0; seq < 3000; seq++) acks.track(seq);
