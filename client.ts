@@ -532,12 +532,17 @@ class Conversation {
     let failed = false;
     if (end.reason === "error") {
       const error = end.error;
+      const said = error instanceof ProtocolError && error.fromPeer
+        ? error.message.replace(/^peer reported an error: (peer )?/, "")
+        : undefined;
+      // A message the server addressed to the user ("You were removed …") is
+      // shown as it is; any other reason is the server's, and says so.
       log.error(
-        error instanceof ProtocolError && error.fromPeer
-          ? `The server dropped this session: ${
-            error.message.replace(/^peer reported an error: (peer )?/, "")
-          }`
-          : sentence(describeError(error)),
+        said === undefined
+          ? sentence(describeError(error))
+          : said.startsWith("You ")
+          ? said
+          : `The server dropped this session: ${said}`,
       );
       failed = true;
     } else if (end.reason === "closed") {
